@@ -1,0 +1,67 @@
+"""Callbacks: write samples of the final model into the run directory (and print them)."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.utilities import rank_zero_only
+from rich.console import Console
+from rich.panel import Panel
+
+
+def write_jsonl_atomic(path: Path, records: list[dict[str, Any]]) -> None:
+    """Write to a temp file in the same directory, then rename: readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as handle:
+        for record in records:
+            handle.write(json.dumps(record) + "\n")
+    os.replace(tmp, path)
+
+
+class WriteSamples(L.Callback):
+    """At the end of training, sample with the run's sampler settings and write `samples.jsonl`."""
+
+    def __init__(
+        self,
+        path: str,
+        num_samples: int = 4,
+        prompts: list[str] | None = None,
+        seed: int = 0,
+        show: bool = True,
+    ) -> None:
+        self.path, self.num_samples, self.seed, self.show = Path(path), num_samples, seed, show
+        self.prompts = list(prompts or [])
+        self.records: list[dict[str, Any]] = []
+
+    @rank_zero_only
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        jobs: list[str | None] = [None] * self.num_samples + list(self.prompts)
+        records = []
+        for index, prompt in enumerate(jobs):
+            out = pl_module.generate_with_info(prompt, seed=self.seed + index)
+            records.append(
+                {
+                    "prompt": prompt,
+                    "text": out.texts[0],
+                    **out.settings,
+                    "nfe": out.nfe,
+                    "seconds": round(out.seconds, 4),
+                    "tokens_per_second": round(out.tokens_per_second, 1),
+                    "seed": self.seed + index,
+                    "step": trainer.global_step,
+                }
+            )
+        write_jsonl_atomic(self.path, records)
+        self.records = records
+        if self.show:
+            console = Console()
+            for record in records:
+                title = f"prompt: {record['prompt']!r}" if record["prompt"] else "unconditional"
+                console.print(Panel(record["text"], title=title, expand=False))
+            console.print(f"samples written to {self.path}")

@@ -1,0 +1,286 @@
+"""Lightning data module: documents -> tokenizer -> packed fixed-length blocks, cached on disk.
+
+Masked diffusion trains on full blocks with no padding, so documents are concatenated (an EOS after
+each) and cut into ``block_size`` pieces. Tokenizing and packing run once; later runs memory-map the
+cached arrow files.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TypeVar
+
+import datasets
+import lightning
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import torch
+from torch.utils.data import DataLoader
+from transformers import PreTrainedTokenizerFast
+
+from llada.data.tokenizer import ensure_mask_token, eos_id, text_digest, train_tokenizer
+
+__all__ = ["DATA_CACHE_VERSION", "TextDataModule", "collate_blocks", "split_documents"]
+
+# Bump when tokenisation or packing changes, so stale cached datasets are not reused.
+DATA_CACHE_VERSION = "llada-data-v1"
+SPLITS = ("train", "validation")
+T = TypeVar("T")
+
+
+def split_documents(
+    documents: list[str], val_fraction: float, seed: int
+) -> tuple[list[str], list[str]]:
+    """Deterministic document-level split; at least one document on each side.
+
+    Whole documents (not blocks) go to validation so no text is shared between the splits. Each
+    split keeps the corpus order, which keeps neighbouring sections of a topic together.
+    """
+    if len(documents) < 2:
+        raise ValueError(f"need at least 2 documents to split, got {len(documents)}")
+    n_val = min(len(documents) - 1, max(1, round(len(documents) * val_fraction)))
+    val_indices = set(random.Random(seed).sample(range(len(documents)), n_val))
+    train = [doc for i, doc in enumerate(documents) if i not in val_indices]
+    val = [doc for i, doc in enumerate(documents) if i in val_indices]
+    return train, val
+
+
+def collate_blocks(rows: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Stack packed rows into a batch; every position is real text, so the mask is all ones."""
+    input_ids = torch.stack([row["input_ids"] for row in rows]).long()  # (B, L)
+    return {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids)}  # (B, L) each
+
+
+@contextmanager
+def _quiet_datasets() -> Iterator[None]:
+    """Silence datasets' per-call progress bars (map, save) and restore the caller's setting."""
+    was_disabled = datasets.are_progress_bars_disabled()
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if not was_disabled:
+            datasets.enable_progress_bars()
+
+
+def _flat_tokens(dataset: datasets.Dataset) -> np.ndarray:
+    """All token ids of a list-valued ``input_ids`` column, in order, as one array (N,)."""
+    return pc.list_flatten(dataset.data.column("input_ids")).to_numpy()
+
+
+def _tokenize(
+    documents: list[str], tokenizer: PreTrainedTokenizerFast, eos: int, fingerprint: str
+) -> datasets.Dataset:
+    """One row per document: its token ids (no special tokens) followed by ``eos``."""
+
+    def encode(batch: dict[str, list[str]]) -> dict[str, list[list[int]]]:
+        ids = tokenizer(batch["text"], add_special_tokens=False)["input_ids"]
+        return {"input_ids": [[*row, eos] for row in ids]}
+
+    raw = datasets.Dataset.from_dict({"text": documents})
+    # An explicit fingerprint spares datasets from hashing the tokenizer inside the closure.
+    return raw.map(encode, batched=True, remove_columns=["text"], new_fingerprint=fingerprint)
+
+
+def _pack(tokens: datasets.Dataset, block_size: int, split: str) -> datasets.Dataset:
+    """Concatenate every document's ids and cut into full ``block_size`` rows (tail dropped)."""
+    flat = _flat_tokens(tokens)  # (N,)
+    n_blocks = len(flat) // block_size
+    if n_blocks == 0:
+        raise ValueError(
+            f"{split} split has {len(flat)} tokens, fewer than one block of block_size={block_size}"
+        )
+    kept = pa.array(flat[: n_blocks * block_size].astype(np.int32))  # (n_blocks * L,)
+    blocks = pa.FixedSizeListArray.from_arrays(kept, block_size)  # (n_blocks, L)
+    return datasets.Dataset(pa.table({"input_ids": blocks}))
+
+
+def _save_atomically(splits: dict[str, datasets.Dataset], target: Path) -> None:
+    """save_to_disk into a temp dir, then rename: readers see all splits or nothing."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=target.name + ".tmp-", dir=target.parent))
+    try:
+        for name, dataset in splits.items():
+            dataset.save_to_disk(str(tmp / name))
+        os.replace(tmp, target)
+    except OSError:
+        if not target.is_dir():  # a concurrent writer winning the rename is fine; else re-raise
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _require(value: T | None, step: str) -> T:
+    """Unwrap a value that only exists after ``step`` ran, with a message that says so."""
+    if value is None:
+        raise RuntimeError(f"TextDataModule: call {step} first")
+    return value
+
+
+class TextDataModule(lightning.LightningDataModule):
+    """Packed-block text data for masked diffusion LMs, from any corpus callable.
+
+    ``corpus`` returns the documents (e.g. a Hydra partial of ``llada.data.corpus.pydoc_topics``).
+    Call :meth:`prepare_tokenizer` before building the model to learn the vocabulary size.
+    """
+
+    def __init__(
+        self,
+        corpus: Callable[[], list[str]],
+        block_size: int = 128,
+        batch_size: int = 32,
+        val_fraction: float = 0.05,
+        vocab_size: int = 4096,
+        tokenizer_kind: str = "wordpiece",
+        num_workers: int = 0,
+        cache_dir: str = "~/.cache/llada",
+        seed: int = 0,
+        path: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.corpus = corpus
+        self.path = path  # `data.path`: handed to corpus loaders that read local files
+        self.block_size = block_size
+        self.batch_size = batch_size
+        self.val_fraction = val_fraction
+        self.vocab_size = vocab_size
+        self.tokenizer_kind = tokenizer_kind
+        self.num_workers = num_workers
+        self.cache_dir = Path(os.path.expandvars(os.path.expanduser(cache_dir)))
+        self.seed = seed
+        self.tokenizer: PreTrainedTokenizerFast | None = None
+        self.train_dataset: datasets.Dataset | None = None
+        self.val_dataset: datasets.Dataset | None = None
+        self.cache_hit = False
+        self._documents: dict[str, list[str]] | None = None
+        self._corpus_digest = ""
+
+    def _load_documents(self) -> dict[str, list[str]]:
+        if self._documents is None:
+            documents = self.corpus() if self.path is None else self.corpus(path=self.path)
+            self._corpus_digest = text_digest(documents)
+            train, val = split_documents(documents, self.val_fraction, self.seed)
+            self._documents = {"train": train, "validation": val}
+        return self._documents
+
+    def prepare_tokenizer(
+        self, tokenizer: PreTrainedTokenizerFast | None = None
+    ) -> PreTrainedTokenizerFast:
+        """Train (cached) a tokenizer on the train split, or adopt ``tokenizer``; idempotent.
+
+        A given tokenizer (pretrained, or restored from a checkpoint) gets a ``[MASK]`` token if
+        it lacks one and must have an EOS or SEP token to separate documents.
+        """
+        documents = self._load_documents()
+        if tokenizer is not None and tokenizer is not self.tokenizer:
+            ensure_mask_token(tokenizer)
+            eos_id(tokenizer)  # fail now, not halfway through setup()
+            self.tokenizer = tokenizer
+            self.train_dataset = self.val_dataset = None
+        elif self.tokenizer is None:
+            self.tokenizer = train_tokenizer(
+                documents["train"], self.vocab_size, self.tokenizer_kind, self.cache_dir
+            )
+        return self.tokenizer
+
+    def _cache_path(self, tokenizer: PreTrainedTokenizerFast) -> Path:
+        parts = [
+            self._corpus_digest,
+            tokenizer.backend_tokenizer.to_str(),
+            str(self.block_size),
+            repr(float(self.val_fraction)),
+            str(self.seed),
+            DATA_CACHE_VERSION,
+        ]
+        return self.cache_dir / f"data-{text_digest(parts)[:16]}"
+
+    def setup(self, stage: str | None = None) -> None:
+        """Build (or load from the disk cache) the packed train and validation datasets."""
+        if self.train_dataset is not None and self.val_dataset is not None:
+            return
+        tokenizer = self.prepare_tokenizer()
+        target = self._cache_path(tokenizer)
+        self.cache_hit = target.is_dir()
+        with _quiet_datasets():
+            if not self.cache_hit:
+                documents = self._load_documents()
+                eos = eos_id(tokenizer)
+                packed = {
+                    split: _pack(
+                        _tokenize(documents[split], tokenizer, eos, f"{target.name}-{split}"),
+                        self.block_size,
+                        split,
+                    )
+                    for split in SPLITS
+                }
+                _save_atomically(packed, target)
+            loaded = {split: datasets.load_from_disk(str(target / split)) for split in SPLITS}
+        self.train_dataset = loaded["train"].with_format("torch")
+        self.val_dataset = loaded["validation"].with_format("torch")
+
+    def _loader(self, dataset: datasets.Dataset, shuffle: bool) -> DataLoader:
+        generator = torch.Generator().manual_seed(self.seed) if shuffle else None
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            drop_last=shuffle,
+            generator=generator,
+            num_workers=self.num_workers,
+            collate_fn=collate_blocks,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        """Shuffled (seeded), full batches only: every step sees ``batch_size`` blocks."""
+        train = _require(self.train_dataset, "setup()")
+        if len(train) < self.batch_size:
+            raise ValueError(
+                f"train split has {len(train)} blocks, fewer than batch_size={self.batch_size}"
+            )
+        return self._loader(train, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        """In order, every validation block (last batch may be smaller)."""
+        return self._loader(_require(self.val_dataset, "setup()"), shuffle=False)
+
+    def unigram_perplexity(self) -> float:
+        """Validation perplexity of a unigram model fit on the train blocks (add-one smoothing).
+
+        The floor a language model must beat: it knows token frequencies and nothing else.
+        """
+        train = _flat_tokens(_require(self.train_dataset, "setup()"))  # (N_train,)
+        val = _flat_tokens(_require(self.val_dataset, "setup()"))  # (N_val,)
+        vocab = self.vocab_size_actual
+        counts = np.bincount(train, minlength=vocab).astype(np.float64)  # (V,)
+        log_probs = np.log(counts + 1.0) - math.log(len(train) + vocab)  # (V,)
+        return float(math.exp(-log_probs[val].mean()))
+
+    @property
+    def _tok(self) -> PreTrainedTokenizerFast:
+        return _require(self.tokenizer, "prepare_tokenizer()")
+
+    @property
+    def vocab_size_actual(self) -> int:
+        """Embedding rows the model needs (includes added tokens, unlike ``tok.vocab_size``)."""
+        return len(self._tok)
+
+    @property
+    def mask_token_id(self) -> int:
+        return int(self._tok.mask_token_id)
+
+    @property
+    def pad_token_id(self) -> int | None:
+        return self._tok.pad_token_id
+
+    @property
+    def eos_token_id(self) -> int:
+        return eos_id(self._tok)

@@ -1,0 +1,1 @@
+"""Pure-torch math of masked diffusion: schedules, noising, losses, sampling."""

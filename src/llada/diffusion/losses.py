@@ -1,0 +1,31 @@
+"""Training losses: weighted cross-entropy on masked tokens (an upper bound on NLL, in nats)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def masked_token_nll(logits: Tensor, targets: Tensor, masked: Tensor) -> Tensor:
+    """-log p(x0 | x_t) at masked positions, 0 elsewhere.
+
+    logits (B, L, V), targets (B, L), masked (B, L) bool -> (B, L) float32.
+    Only masked rows of the logits go through the softmax, which saves most of the CE cost at small t.
+    """
+    nll = torch.zeros(targets.shape, dtype=torch.float32, device=targets.device)  # (B, L)
+    picked = logits[masked].float()  # (N, V)
+    nll[masked] = F.cross_entropy(picked, targets[masked], reduction="none")
+    return nll
+
+
+def pretraining_elbo(
+    logits: Tensor, targets: Tensor, masked: Tensor, weight: Tensor, n_slots: Tensor | int
+) -> Tensor:
+    """LLaDA pretraining loss: sum over masked tokens of CE * w(t_row), divided by the token slots.
+
+    weight (B,) is the schedule's loss weight per row (1/t for linear masking). Dividing by the number
+    of (non-padding) token slots B*L gives the ELBO per token, in nats.
+    """
+    nll = masked_token_nll(logits, targets, masked)  # (B, L)
+    return (nll * weight[:, None]).sum() / n_slots

@@ -1,0 +1,24 @@
+"""Turn the `sampler` and `remasking` config groups into `DiffusionLM.generate` keyword arguments."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+
+def generation_settings(
+    sampler: DictConfig | dict | None, remasking: DictConfig | dict | None
+) -> dict[str, Any]:
+    """{"sampler": name, "remasking": name, steps, n_tokens, ...}; missing groups give {}."""
+    settings: dict[str, Any] = {}
+    if sampler is not None:
+        sampler_dict = dict(OmegaConf.to_container(OmegaConf.create(sampler), resolve=True))
+        settings["sampler"] = sampler_dict.pop("name")
+        settings.update(sampler_dict)
+    if remasking is not None:
+        remasking_dict = dict(OmegaConf.to_container(OmegaConf.create(remasking), resolve=True))
+        settings["remasking"] = remasking_dict.pop("name")
+        if remasking_dict:
+            raise ValueError(f"remasking options {sorted(remasking_dict)} are not supported yet")
+    return settings

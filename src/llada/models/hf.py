@@ -1,0 +1,122 @@
+"""Hugging Face masked-LM backbones (DistilBERT, BERT, RoBERTa, ModernBERT, ...).
+
+Random init from a config works offline; `pretrained=<hub name or local dir>` loads weights. Hub names
+are resolved from the local cache first and fail fast with one clear line when the hub is unreachable.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from torch import Tensor, nn
+from transformers import (
+    AutoConfig,
+    AutoModelForMaskedLM,
+    AutoTokenizer,
+    DistilBertConfig,
+    DistilBertForMaskedLM,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0", "false", "False"):
+        return False
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    try:
+        with socket.create_connection((endpoint.hostname or "huggingface.co", 443), timeout):
+            return True
+    except OSError:
+        return False
+
+
+def resolve_pretrained(loader: Any, name_or_path: str, **kwargs: Any) -> Any:
+    """`loader.from_pretrained` that tries the local directory / HF cache before the network."""
+    if Path(name_or_path).expanduser().is_dir():
+        return loader.from_pretrained(str(Path(name_or_path).expanduser()), **kwargs)
+    try:
+        return loader.from_pretrained(name_or_path, local_files_only=True, **kwargs)
+    except OSError:
+        if not _hub_reachable():
+            raise OSError(
+                f"cannot load '{name_or_path}': it is not a local directory, not in the HF cache, "
+                "and the Hugging Face hub is unreachable (offline); pass a local directory written "
+                "by save_pretrained()"
+            ) from None
+    return loader.from_pretrained(name_or_path, **kwargs)
+
+
+class HFMaskedLM(nn.Module):
+    """Adapter: any `AutoModelForMaskedLM` behind the backbone interface (ids, mask) -> logits."""
+
+    def __init__(self, model: PreTrainedModel) -> None:
+        super().__init__()
+        self.model = model
+
+    @classmethod
+    def from_config_dict(cls, config: dict[str, Any]) -> HFMaskedLM:
+        """Rebuild from a saved config (random weights; the checkpoint supplies them)."""
+        hf_config = AutoConfig.for_model(**config)
+        return cls(AutoModelForMaskedLM.from_config(hf_config))
+
+    @property
+    def max_len(self) -> int | None:
+        return getattr(self.model.config, "max_position_embeddings", None)
+
+    def recipe(self) -> dict[str, Any]:
+        return {
+            "_target_": f"{__name__}.{type(self).__qualname__}.from_config_dict",
+            "config": self.model.config.to_dict(),
+        }
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None) -> Tensor:
+        return self.model(input_ids=input_ids, attention_mask=attention_mask).logits  # (B, L, V)
+
+
+def distilbert(
+    vocab_size: int,
+    pretrained: str | None = None,
+    dim: int = 256,
+    n_layers: int = 4,
+    n_heads: int = 4,
+    hidden_dim: int = 1024,
+    max_position_embeddings: int = 512,
+    dropout: float = 0.0,
+) -> HFMaskedLM:
+    """`DistilBertForMaskedLM`: random init sized by the arguments, or `pretrained` weights."""
+    if pretrained:
+        return HFMaskedLM(resolve_pretrained(DistilBertForMaskedLM, pretrained))
+    config = DistilBertConfig(
+        vocab_size=vocab_size,
+        dim=dim,
+        n_layers=n_layers,
+        n_heads=n_heads,
+        hidden_dim=hidden_dim,
+        max_position_embeddings=max_position_embeddings,
+        dropout=dropout,
+        attention_dropout=dropout,
+    )
+    return HFMaskedLM(DistilBertForMaskedLM(config))
+
+
+def masked_lm(
+    vocab_size: int, name_or_path: str, pretrained: bool = True, trust_remote_code: bool = False
+) -> HFMaskedLM:
+    """Any `AutoModelForMaskedLM` by hub name or local directory (weights, or its config only)."""
+    if pretrained:
+        model = resolve_pretrained(
+            AutoModelForMaskedLM, name_or_path, trust_remote_code=trust_remote_code
+        )
+        return HFMaskedLM(model)
+    config = resolve_pretrained(AutoConfig, name_or_path, trust_remote_code=trust_remote_code)
+    config.vocab_size = vocab_size
+    return HFMaskedLM(AutoModelForMaskedLM.from_config(config, trust_remote_code=trust_remote_code))
+
+
+def load_tokenizer(name_or_path: str, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
+    return resolve_pretrained(AutoTokenizer, name_or_path, trust_remote_code=trust_remote_code)

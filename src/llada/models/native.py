@@ -1,0 +1,147 @@
+"""Native bidirectional transformer in the LLaDA architecture.
+
+No causal mask and no time input (the mask predictor sees only the canvas), RMSNorm, rotary position
+embeddings, SwiGLU MLP, `scaled_dot_product_attention`. `causal=True` turns the same network into the
+autoregressive baseline.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
+
+
+class RotaryEmbedding(nn.Module):
+    """Rotary position embedding tables (cos, sin) for positions [0, max_len)."""
+
+    def __init__(self, head_dim: int, max_len: int, theta: float = 10000.0) -> None:
+        super().__init__()
+        inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
+        angles = torch.outer(torch.arange(max_len, dtype=torch.float32), inv_freq)  # (T, D/2)
+        self.register_buffer("cos", angles.cos(), persistent=False)
+        self.register_buffer("sin", angles.sin(), persistent=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x (B, H, L, D) -> x rotated by its position."""
+        length = x.shape[-2]
+        cos, sin = self.cos[:length].to(x.dtype), self.sin[:length].to(x.dtype)  # (L, D/2)
+        x1, x2 = x[..., 0::2], x[..., 1::2]  # (B, H, L, D/2)
+        rotated = torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)  # (B, H, L, D/2, 2)
+        return rotated.flatten(-2)
+
+
+class Attention(nn.Module):
+    def __init__(self, dim: int, n_heads: int, rope: RotaryEmbedding, causal: bool) -> None:
+        super().__init__()
+        if dim % n_heads:
+            raise ValueError(f"model.dim={dim} must be divisible by model.n_heads={n_heads}")
+        self.n_heads, self.causal, self.rope = n_heads, causal, rope
+        self.qkv = nn.Linear(dim, 3 * dim, bias=False)
+        self.out = nn.Linear(dim, dim, bias=False)
+
+    def forward(self, x: Tensor, attn_bias: Tensor | None) -> Tensor:
+        batch, length, dim = x.shape
+        qkv = self.qkv(x).view(batch, length, 3, self.n_heads, dim // self.n_heads)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each (B, H, L, D)
+        q, k = self.rope(q), self.rope(k)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_bias, is_causal=self.causal)
+        return self.out(y.transpose(1, 2).reshape(batch, length, dim))  # (B, L, dim)
+
+
+class SwiGLU(nn.Module):
+    def __init__(self, dim: int, hidden: int) -> None:
+        super().__init__()
+        self.gate_up = nn.Linear(dim, 2 * hidden, bias=False)
+        self.down = nn.Linear(hidden, dim, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        gate, up = self.gate_up(x).chunk(2, dim=-1)
+        return self.down(F.silu(gate) * up)
+
+
+class Block(nn.Module):
+    def __init__(self, dim: int, n_heads: int, hidden: int, rope: RotaryEmbedding, causal: bool):
+        super().__init__()
+        self.attn_norm, self.mlp_norm = RMSNorm(dim), RMSNorm(dim)
+        self.attn = Attention(dim, n_heads, rope, causal)
+        self.mlp = SwiGLU(dim, hidden)
+
+    def forward(self, x: Tensor, attn_bias: Tensor | None) -> Tensor:
+        x = x + self.attn(self.attn_norm(x), attn_bias)
+        return x + self.mlp(self.mlp_norm(x))
+
+
+class NativeTransformer(nn.Module):
+    """input_ids (B, L) [+ attention_mask (B, L)] -> logits (B, L, V)."""
+
+    def __init__(
+        self,
+        vocab_size: int,
+        dim: int = 256,
+        n_layers: int = 4,
+        n_heads: int = 4,
+        mlp_hidden: int | None = None,
+        max_len: int = 1024,
+        tie_embeddings: bool = True,
+        causal: bool = False,
+        rope_theta: float = 10000.0,
+        init_std: float = 0.02,
+    ) -> None:
+        super().__init__()
+        mlp_hidden = mlp_hidden or 256 * ((8 * dim // 3 + 255) // 256)
+        self.hparams: dict[str, Any] = {
+            "vocab_size": vocab_size, "dim": dim, "n_layers": n_layers, "n_heads": n_heads,
+            "mlp_hidden": mlp_hidden, "max_len": max_len, "tie_embeddings": tie_embeddings,
+            "causal": causal, "rope_theta": rope_theta, "init_std": init_std,
+        }  # fmt: skip
+        self.max_len, self.causal = max_len, causal
+        rope = RotaryEmbedding(dim // n_heads, max_len, rope_theta)
+        self.embed = nn.Embedding(vocab_size, dim)
+        self.blocks = nn.ModuleList(
+            Block(dim, n_heads, mlp_hidden, rope, causal) for _ in range(n_layers)
+        )
+        self.norm = RMSNorm(dim)
+        self.lm_head = nn.Linear(dim, vocab_size, bias=False)
+        self._init_weights(init_std, n_layers)
+        if tie_embeddings:
+            self.lm_head.weight = self.embed.weight
+
+    def _init_weights(self, std: float, n_layers: int) -> None:
+        """Normal(0, std) everywhere; residual output projections scaled by 1/sqrt(2 * layers)."""
+        for name, param in self.named_parameters():
+            if param.dim() < 2:
+                continue
+            scale = (2 * n_layers) ** -0.5 if name.endswith(("out.weight", "down.weight")) else 1.0
+            nn.init.normal_(param, mean=0.0, std=std * scale)
+
+    def recipe(self) -> dict[str, Any]:
+        """An instantiable config that rebuilds this network (weights come from the checkpoint)."""
+        return {"_target_": f"{type(self).__module__}.{type(self).__qualname__}", **self.hparams}
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None) -> Tensor:
+        length = input_ids.shape[1]
+        if length > self.max_len:
+            raise ValueError(
+                f"sequence length {length} exceeds the model context model.max_len={self.max_len}"
+            )
+        attn_bias = None
+        if attention_mask is not None and not self.causal and not bool(attention_mask.all()):
+            # (B, 1, 1, L): padded keys are invisible to every query.
+            attn_bias = attention_mask[:, None, None, :].bool()
+        x = self.embed(input_ids)  # (B, L, dim)
+        for block in self.blocks:
+            x = block(x, attn_bias)
+        return self.lm_head(self.norm(x))  # (B, L, V)

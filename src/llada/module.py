@@ -1,0 +1,329 @@
+"""`DiffusionLM`: the LightningModule that trains a mask predictor with the LLaDA ELBO and samples from it.
+
+It receives built parts (backbone, tokenizer, masking schedule, optimizer factory) and never the raw
+config; what it needs to rebuild itself is written into every checkpoint, so a `.ckpt` is
+self-contained and loads with `torch.load(weights_only=True)` (no code runs from the file).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+import torch
+from torch import Tensor, nn
+from torchmetrics import SumMetric
+from transformers import PreTrainedTokenizerBase
+
+from llada.data.tokenizer import eos_id, tokenizer_from_state, tokenizer_to_state
+from llada.diffusion.losses import masked_token_nll
+from llada.diffusion.noising import noise_batch
+from llada.diffusion.remasking import make_remasking
+from llada.diffusion.sampling import GenerationResult, generate
+from llada.diffusion.schedules import LinearSchedule, MaskingSchedule
+from llada.diffusion.token_choice import make_token_chooser
+
+CHECKPOINT_KEY = "llada"
+CHECKPOINT_FORMAT = 1
+
+DEFAULT_GENERATION: dict[str, Any] = {
+    "sampler": "multinomial",
+    "remasking": "low_confidence",
+    "n_tokens": 64,
+    "steps": 64,
+    "block_length": None,
+    "temperature": 1.0,
+    "top_k": None,
+    "top_p": None,
+}
+
+
+@dataclass
+class Generation:
+    """Texts plus what a researcher reports with them."""
+
+    texts: list[str]
+    tokens: Tensor  # (B, n_tokens) generated ids
+    nfe: int
+    seconds: float
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.tokens.numel() / max(self.seconds, 1e-9)
+
+
+class DiffusionLM(L.LightningModule):
+    """Masked diffusion LM: `forward(input_ids, attention_mask) -> logits (B, L, V)`."""
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        tokenizer: PreTrainedTokenizerBase,
+        schedule: MaskingSchedule | None = None,
+        optimizer: Callable[..., torch.optim.Optimizer] | None = None,
+        lr_scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
+        generation: dict[str, Any] | None = None,
+        antithetic_time: bool = True,
+        random_length_prob: float = 0.01,
+        val_mc_samples: int = 1,
+        val_seed: int = 1234,
+        weight_decay: float = 0.1,
+    ) -> None:
+        super().__init__()
+        if tokenizer.mask_token_id is None:
+            raise ValueError("the tokenizer has no mask token; add one with ensure_mask_token()")
+        self.backbone, self.tokenizer = backbone, tokenizer
+        self.schedule = schedule or LinearSchedule()
+        self.optimizer_factory, self.lr_scheduler_factory = optimizer, lr_scheduler
+        self.generation_defaults = {**DEFAULT_GENERATION, **(generation or {})}
+        self.antithetic_time, self.random_length_prob = antithetic_time, random_length_prob
+        self.val_mc_samples, self.val_seed, self.weight_decay = val_mc_samples, val_seed, weight_decay
+        self.mask_id = int(tokenizer.mask_token_id)
+        self.pad_id = tokenizer.pad_token_id
+        self.tokens_seen = 0  # per process; restored on resume via on_load_checkpoint
+        self.val_nll, self.val_slots = SumMetric(), SumMetric()
+        self.val_row_sum, self.val_row_sq, self.val_rows = SumMetric(), SumMetric(), SumMetric()
+
+    # ------------------------------------------------------------------ model
+    def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None) -> Tensor:
+        return self.backbone(input_ids, attention_mask)  # (B, L, V)
+
+    def _weighted_nll(
+        self, input_ids: Tensor, attention_mask: Tensor | None, generator: torch.Generator | None
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """One draw of the ELBO integrand. Returns (row_nll (B,), row_slots (B,), t (B,))."""
+        maskable = attention_mask.bool() if attention_mask is not None else None
+        noisy, masked, t = noise_batch(
+            input_ids,
+            self.schedule,
+            self.mask_id,
+            maskable=maskable,
+            antithetic=self.antithetic_time,
+            generator=generator,
+        )
+        logits = self(noisy, attention_mask)  # (B, L, V)
+        nll = masked_token_nll(logits, input_ids, masked)  # (B, L)
+        row_nll = nll.sum(dim=1) * self.schedule.loss_weight(t)  # (B,)
+        slots = maskable.sum(dim=1) if maskable is not None else torch.full_like(t, nll.shape[1])
+        return row_nll, slots.float(), t
+
+    def _maybe_random_length(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """LLaDA: with a small probability train on a random prefix length, so short inputs work."""
+        length = batch["input_ids"].shape[1]
+        if self.random_length_prob <= 0 or torch.rand(()).item() >= self.random_length_prob:
+            return batch
+        cut = int(torch.randint(1, length + 1, ()).item())
+        return {key: value[:, :cut] for key, value in batch.items()}
+
+    # --------------------------------------------------------------- training
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        batch = self._maybe_random_length(batch)
+        row_nll, slots, _ = self._weighted_nll(batch["input_ids"], batch.get("attention_mask"), None)
+        loss = row_nll.sum() / slots.sum()  # LLaDA eq. 3: per-token ELBO in nats
+        self.log("train/loss", loss, prog_bar=True)
+        self.tokens_seen += int(slots.sum().item())
+        self.log("train/tokens_seen", float(self.tokens_seen))
+        return loss
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        """K Monte-Carlo draws of the ELBO with a generator seeded per batch: reproducible."""
+        generator = torch.Generator(device=self.device)
+        generator.manual_seed(self.val_seed + batch_idx)
+        for _ in range(self.val_mc_samples):
+            row_nll, slots, _ = self._weighted_nll(
+                batch["input_ids"], batch.get("attention_mask"), generator
+            )
+            per_token = row_nll / slots  # (B,)
+            self.val_nll.update(row_nll.sum())
+            self.val_slots.update(slots.sum())
+            self.val_row_sum.update(per_token.sum())
+            self.val_row_sq.update((per_token**2).sum())
+            self.val_rows.update(per_token.numel())
+
+    def on_validation_epoch_end(self) -> None:
+        slots = self.val_slots.compute()
+        if slots <= 0:
+            return
+        elbo = self.val_nll.compute() / slots
+        rows = self.val_rows.compute()
+        mean = self.val_row_sum.compute() / rows
+        variance = (self.val_row_sq.compute() / rows - mean**2).clamp_min(0.0)
+        stderr = torch.sqrt(variance / rows.clamp_min(2.0))
+        self.log_dict(
+            {"val/elbo": elbo, "val/ppl": torch.exp(elbo), "val/elbo_stderr": stderr},
+            prog_bar=True,
+        )
+        for metric in (self.val_nll, self.val_slots, self.val_row_sum, self.val_row_sq, self.val_rows):
+            metric.reset()
+
+    def configure_optimizers(self) -> Any:
+        if self.optimizer_factory is None:
+            raise ValueError("DiffusionLM was built without an optimizer; pass optimizer=...")
+        from llada.optim import decay_groups
+
+        optimizer = self.optimizer_factory(decay_groups(self.backbone, self.weight_decay))
+        if self.lr_scheduler_factory is None:
+            return optimizer
+        scheduler = self.lr_scheduler_factory(optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # ------------------------------------------------------------- generation
+    @property
+    def context_length(self) -> int | None:
+        return getattr(self.backbone, "max_len", None)
+
+    def _canvas(self, prompts: list[str], n_tokens: int) -> tuple[Tensor, Tensor]:
+        """Left-padded [prompt | MASK * n_tokens]. Returns (canvas (B, L), attention_mask (B, L))."""
+        encoded = [self.tokenizer.encode(p, add_special_tokens=False) for p in prompts]
+        width = max(len(ids) for ids in encoded) + n_tokens
+        limit = self.context_length
+        if limit is not None and width > limit:
+            raise ValueError(
+                f"prompt ({width - n_tokens} tokens) + n_tokens ({n_tokens}) = {width} exceeds the "
+                f"model context of {limit} tokens; shorten the prompt or lower n_tokens"
+            )
+        pad = self.pad_id if self.pad_id is not None else self.mask_id
+        canvas = torch.full((len(prompts), width), pad, dtype=torch.long)
+        attention = torch.zeros((len(prompts), width), dtype=torch.long)
+        for row, ids in enumerate(encoded):
+            start = width - n_tokens - len(ids)
+            canvas[row, start : width - n_tokens] = torch.tensor(ids, dtype=torch.long)
+            attention[row, start:] = 1
+        canvas[:, width - n_tokens :] = self.mask_id
+        return canvas.to(self.device), attention.to(self.device)
+
+    def _decode(self, generated: Tensor, stop_at_eos: bool) -> list[str]:
+        eos = eos_id(self.tokenizer)
+        texts = []
+        for row in generated.tolist():
+            if stop_at_eos and eos in row:
+                row = row[: row.index(eos)]
+            texts.append(self.tokenizer.decode(row, skip_special_tokens=True).strip())
+        return texts
+
+    @torch.no_grad()
+    def generate_with_info(
+        self,
+        prompt: str | list[str] | None = None,
+        n_tokens: int | None = None,
+        *,
+        num_samples: int = 1,
+        seed: int | None = None,
+        stop_at_eos: bool = True,
+        **settings: Any,
+    ) -> Generation:
+        """Like `generate`, plus the ids, NFE (forward passes), wall seconds and settings used."""
+        unknown = set(settings) - set(DEFAULT_GENERATION)
+        if unknown:
+            raise TypeError(
+                f"unknown generation option(s) {sorted(unknown)}; allowed: {sorted(DEFAULT_GENERATION)}"
+            )
+        options = {**self.generation_defaults, **{k: v for k, v in settings.items() if v is not None}}
+        if n_tokens is not None:
+            options["n_tokens"] = n_tokens
+        prompts = [prompt] * num_samples if isinstance(prompt, str) or prompt is None else prompt
+        prompts = ["" if p is None else p for p in prompts]
+        n_tokens = int(options["n_tokens"])
+        chooser = make_token_chooser(
+            options["sampler"],
+            temperature=options["temperature"],
+            top_k=options["top_k"],
+            top_p=options["top_p"],
+        )
+        remasking = make_remasking(options["remasking"])
+        generator = None
+        if seed is not None:
+            generator = torch.Generator(device=self.device)
+            generator.manual_seed(seed)
+        canvas, attention = self._canvas(prompts, n_tokens)
+        was_training = self.training
+        self.eval()
+        try:
+            result: GenerationResult = generate(
+                self,
+                canvas,
+                self.mask_id,
+                steps=int(options["steps"]),
+                chooser=chooser,
+                remasking=remasking,
+                attention_mask=attention if not bool(attention.all()) else None,
+                block_length=options["block_length"],
+                gen_start=canvas.shape[1] - n_tokens,
+                generator=generator,
+            )
+        finally:
+            self.train(was_training)
+        generated = result.tokens[:, -n_tokens:]  # (B, n_tokens)
+        return Generation(
+            texts=self._decode(generated, stop_at_eos),
+            tokens=generated.cpu(),
+            nfe=result.nfe,
+            seconds=result.seconds,
+            settings=options,
+        )
+
+    def generate(
+        self, prompt: str | list[str] | None = None, n_tokens: int | None = None, **kwargs: Any
+    ) -> str | list[str]:
+        """Text after the prompt: a str for one prompt (or None), a list for a list of prompts.
+
+        Options (defaults from the run's `sampler`/`remasking` config): steps, block_length,
+        sampler="greedy"|"multinomial", remasking="low_confidence"|"random", temperature, top_k,
+        top_p, seed, num_samples (with an unconditional or single prompt returns a list if > 1).
+        """
+        out = self.generate_with_info(prompt, n_tokens, **kwargs)
+        single = not isinstance(prompt, list) and kwargs.get("num_samples", 1) == 1
+        return out.texts[0] if single else out.texts
+
+    # ----------------------------------------------------------- checkpoints
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if not hasattr(self.backbone, "recipe"):
+            raise TypeError(f"{type(self.backbone).__name__} needs a recipe() to be checkpointed")
+        checkpoint[CHECKPOINT_KEY] = {
+            "format": CHECKPOINT_FORMAT,
+            "backbone": self.backbone.recipe(),
+            "tokenizer": tokenizer_to_state(self.tokenizer),
+            "masking": self.schedule.recipe(),
+            "generation": dict(self.generation_defaults),
+            "tokens_seen": self.tokens_seen,
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.tokens_seen = int(checkpoint.get(CHECKPOINT_KEY, {}).get("tokens_seen", 0))
+
+    @classmethod
+    def load_from_checkpoint(  # type: ignore[override]
+        cls, checkpoint_path: str | Path, map_location: str | torch.device = "cpu", **kwargs: Any
+    ) -> DiffusionLM:
+        """Rebuild a model from a `.ckpt` alone. Safe: tensors and plain data only, no pickled code."""
+        path = Path(checkpoint_path).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"checkpoint not found: {path} (pass the path of a .ckpt written by llada.train)"
+            )
+        try:
+            checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+        except Exception as error:  # torch raises several types for truncated / foreign files
+            first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+            raise ValueError(
+                f"cannot load checkpoint {path}: {type(error).__name__}: {first_line[:200]} "
+                "(truncated, corrupt, or not a plain-data llada checkpoint)"
+            ) from None
+        meta = checkpoint.get(CHECKPOINT_KEY) if isinstance(checkpoint, dict) else None
+        if meta is None:
+            raise ValueError(f"{path} is not a llada checkpoint (no '{CHECKPOINT_KEY}' section)")
+        backbone = hydra.utils.instantiate(meta["backbone"])
+        model = cls(
+            backbone=backbone,
+            tokenizer=tokenizer_from_state(meta["tokenizer"]),
+            schedule=hydra.utils.instantiate(meta["masking"]),
+            generation=meta["generation"],
+            **kwargs,
+        )
+        model.load_state_dict(checkpoint["state_dict"])
+        return model.to(map_location).eval()

@@ -1,0 +1,112 @@
+"""`python -m llada.train [overrides]`: compose the config, train, checkpoint, sample.
+
+`main` is the thin Hydra entry; `train(cfg)` does the work and returns metrics and objects so tests and
+notebooks call it directly.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from llada.errors import fail_cleanly
+from llada.generation_settings import generation_settings
+from llada.module import DiffusionLM
+
+CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+
+
+def pretrained_tokenizer_source(model_cfg: DictConfig) -> str | None:
+    """Pretrained backbones bring their tokenizer: `model.pretrained=<name|dir>` or `name_or_path`."""
+    pretrained = model_cfg.get("pretrained")
+    if isinstance(pretrained, str) and pretrained:
+        return pretrained
+    if pretrained is True:
+        return model_cfg.get("name_or_path")
+    return None
+
+
+def resolve_ckpt_path(ckpt_path: str | None, run_dir: Path) -> str | None:
+    """`ckpt_path=last` resumes from this run directory's last checkpoint."""
+    if ckpt_path in (None, ""):
+        return None
+    if ckpt_path == "last":
+        last = run_dir / "checkpoints" / "last.ckpt"
+        if not last.is_file():
+            raise FileNotFoundError(
+                f"ckpt_path=last but {last} does not exist; set hydra.run.dir to the run to resume"
+            )
+        return str(last)
+    if not Path(ckpt_path).expanduser().is_file():
+        raise FileNotFoundError(f"ckpt_path={ckpt_path} does not exist (pass a .ckpt file or 'last')")
+    return str(Path(ckpt_path).expanduser())
+
+
+def build_model(cfg: DictConfig, tokenizer: Any) -> DiffusionLM:
+    backbone = instantiate(cfg.model)(vocab_size=len(tokenizer))
+    return DiffusionLM(
+        backbone=backbone,
+        tokenizer=tokenizer,
+        schedule=instantiate(cfg.masking),
+        optimizer=instantiate(cfg.optim.optimizer),
+        lr_scheduler=instantiate(cfg.optim.scheduler) if cfg.optim.get("scheduler") else None,
+        generation=generation_settings(cfg.sampler, cfg.remasking),
+        weight_decay=cfg.optim.weight_decay,
+        **cfg.module,
+    )
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Train one run described by `cfg`; returns {"metrics", "model", "trainer", "run_dir", ...}."""
+    run_dir = Path(cfg.run_dir)
+    L.seed_everything(cfg.seed, workers=True)
+    datamodule = instantiate(cfg.data)
+    tokenizer_source = pretrained_tokenizer_source(cfg.model)
+    pretrained_tokenizer = None
+    if tokenizer_source:
+        from llada.models.hf import load_tokenizer
+
+        pretrained_tokenizer = load_tokenizer(tokenizer_source)
+    tokenizer = datamodule.prepare_tokenizer(pretrained_tokenizer)
+    model = build_model(cfg, tokenizer)
+    n_params = sum(p.numel() for p in model.backbone.parameters())
+    print(f"backbone: {type(model.backbone).__name__} with {n_params / 1e6:.2f}M parameters")
+
+    callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]
+    loggers = [instantiate(c) for c in cfg.logger.values() if c is not None] if cfg.logger else []
+    trainer: L.Trainer = instantiate(
+        cfg.trainer, callbacks=callbacks, logger=loggers or False, default_root_dir=str(run_dir)
+    )
+    for logger in trainer.loggers:
+        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    trainer.fit(model, datamodule=datamodule, ckpt_path=resolve_ckpt_path(cfg.ckpt_path, run_dir))
+
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    if trainer.is_global_zero and "val/ppl" in metrics:
+        metrics["unigram_ppl"] = datamodule.unigram_perplexity()
+        print(
+            f"validation ELBO perplexity {metrics['val/ppl']:.1f} "
+            f"(+- {metrics.get('val/elbo_stderr', float('nan')):.3f} nats stderr) vs unigram "
+            f"perplexity {metrics['unigram_ppl']:.1f} of the corpus"
+        )
+    return {"metrics": metrics, "model": model, "trainer": trainer, "run_dir": run_dir}
+
+
+@hydra.main(config_path=CONF_DIR, config_name="train", version_base="1.3")
+def main(cfg: DictConfig) -> float | None:
+    """Hydra entry: returns the validation perplexity (what a sweeper would minimise)."""
+    with fail_cleanly():
+        result = train(cfg)
+    return result["metrics"].get("val/ppl")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    sys.exit(main())

@@ -1,0 +1,47 @@
+"""Test-wide settings: offline hub and wandb, a shared tokenizer/data cache, small thread counts."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+OFFLINE_ENV = {
+    "HF_HUB_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "WANDB_MODE": "offline",
+    "TOKENIZERS_PARALLELISM": "false",
+}
+os.environ.update(OFFLINE_ENV)
+
+REPO = Path(__file__).resolve().parents[1]
+CONF_DIR = str(REPO / "conf")
+
+# Overrides that make a full run take seconds: a 1-layer model, a small vocabulary, short blocks.
+TINY_RUN = [
+    "model.dim=32",
+    "model.n_layers=1",
+    "model.n_heads=2",
+    "data.vocab_size=512",
+    "data.block_size=32",
+    "data.batch_size=8",
+    "trainer.max_steps=6",
+    "trainer.val_check_interval=3",
+    "trainer.limit_val_batches=2",
+    "trainer.enable_progress_bar=false",
+    "sampler.steps=8",
+    "sampler.n_tokens=8",
+    "callbacks.samples.num_samples=1",
+    "callbacks.samples.prompts=[]",
+    "optim.scheduler.warmup_steps=2",
+]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One tokenizer/data cache for the session, so each corpus is prepared once."""
+    cache = tmp_path_factory.mktemp("llada-cache")
+    os.environ["LLADA_CACHE_DIR"] = str(cache)
+    return cache

@@ -1,0 +1,127 @@
+"""Train -> checkpoint -> load -> generate through the real entry points, on tiny settings."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from conftest import CONF_DIR, REPO, TINY_RUN
+from llada import DiffusionLM
+from llada.train import train
+
+pytestmark = pytest.mark.slow
+
+
+def run_cli(module: str, *overrides: str, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        [sys.executable, "-m", module, *overrides],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{module} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    run_dir = tmp_path_factory.mktemp("run")
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose("train", overrides=[*TINY_RUN, f"run_dir={run_dir}"])
+    return train(cfg)
+
+
+def test_train_writes_checkpoint_metrics_and_samples(trained: dict) -> None:
+    run_dir: Path = trained["run_dir"]
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+    assert (run_dir / "metrics.csv").is_file()
+    metrics = trained["metrics"]
+    assert metrics["val/ppl"] > 1.0 and metrics["unigram_ppl"] > 1.0
+    records = [json.loads(line) for line in (run_dir / "samples.jsonl").read_text().splitlines()]
+    assert len(records) == 1
+    assert {"text", "sampler", "remasking", "steps", "nfe", "seconds"} <= set(records[0])
+    assert records[0]["nfe"] == 8
+
+
+def test_checkpoint_loads_safely_and_generates(trained: dict) -> None:
+    path = trained["run_dir"] / "checkpoints" / "last.ckpt"
+    torch.load(path, weights_only=True)  # plain data only: no pickled code in our checkpoints
+    model = DiffusionLM.load_from_checkpoint(path)
+    assert model.tokenizer.mask_token_id is not None
+    ids = torch.randint(0, len(model.tokenizer), (2, 10))
+    assert model(ids).shape == (2, 10, len(model.tokenizer))
+    original = trained["model"].eval()
+    torch.testing.assert_close(model(ids), original(ids))
+
+    first = model.generate("the", n_tokens=8, steps=8, sampler="greedy", seed=0)
+    again = model.generate("the", n_tokens=8, steps=8, sampler="greedy", seed=0)
+    assert isinstance(first, str) and first == again
+    batch = model.generate(["a", "the list of"], n_tokens=6, steps=3, sampler="multinomial", seed=1)
+    assert isinstance(batch, list) and len(batch) == 2
+    info = model.generate_with_info(None, 8, steps=4, remasking="random", seed=0)
+    assert info.nfe == 4 and info.tokens.shape == (1, 8)
+    with pytest.raises(ValueError, match="exceeds the model context"):
+        model.generate("word " * 40, n_tokens=8)
+
+
+def test_validation_elbo_is_reproducible(trained: dict) -> None:
+    trainer, model = trained["trainer"], trained["model"]
+    first = trainer.validate(model, datamodule=trainer.datamodule, verbose=False)[0]["val/ppl"]
+    second = trainer.validate(model, datamodule=trainer.datamodule, verbose=False)[0]["val/ppl"]
+    assert first == second
+
+
+def test_generate_cli_and_missing_checkpoint(trained: dict) -> None:
+    ckpt = trained["run_dir"] / "checkpoints" / "last.ckpt"
+    common = [f"ckpt={ckpt}", "sampler=greedy", "n_tokens=8", "sampler.steps=8", "hydra.run.dir=."]
+    one = run_cli("llada.generate", *common, "prompt=the")
+    two = run_cli("llada.generate", *common, "prompt=the")
+    assert one.stdout.strip() and one.stdout == two.stdout
+
+    missing = run_cli("llada.generate", "ckpt=/nonexistent/last.ckpt", "hydra.run.dir=.", check=False)
+    assert missing.returncode != 0
+    error_lines = [line for line in missing.stderr.splitlines() if line.strip()]
+    assert error_lines == ["error: checkpoint not found: /nonexistent/last.ckpt "
+                           "(pass the path of a .ckpt written by llada.train)"]  # fmt: skip
+
+
+def test_train_cli_multirun_runs_two_jobs(tmp_path: Path) -> None:
+    sweep_dir = tmp_path / "sweep"
+    run_cli(
+        "llada.train",
+        "-m",
+        "remasking=random,low_confidence",
+        *TINY_RUN,
+        "trainer.max_steps=2",
+        "trainer.val_check_interval=2",
+        f"hydra.sweep.dir={sweep_dir}",
+    )
+    samples = sorted(sweep_dir.glob("*/samples.jsonl"))
+    assert len(samples) == 2
+    strategies = {json.loads(p.read_text().splitlines()[0])["remasking"] for p in samples}
+    assert strategies == {"random", "low_confidence"}
+    assert all((p.parent / "checkpoints" / "last.ckpt").is_file() for p in samples)
+
+
+def test_distilbert_backbone_trains(tmp_path: Path) -> None:
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose(
+            "train",
+            overrides=[
+                *TINY_RUN, "model=distilbert", "sampler=multinomial", "model.dim=32",
+                "model.hidden_dim=64", "trainer.max_steps=3", f"run_dir={tmp_path}",
+            ],
+        )  # fmt: skip
+    result = train(cfg)
+    model = DiffusionLM.load_from_checkpoint(tmp_path / "checkpoints" / "last.ckpt")
+    assert type(model.backbone).__name__ == "HFMaskedLM"
+    assert isinstance(model.generate("the", n_tokens=4, steps=4), str)
+    assert result["trainer"].global_step == 3

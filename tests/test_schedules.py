@@ -1,0 +1,81 @@
+"""Masking schedules and the pretraining loss against hand-computed values."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from llada.diffusion.losses import masked_token_nll, pretraining_elbo
+from llada.diffusion.noising import mask_tokens, sample_times
+from llada.diffusion.schedules import (
+    CosineSchedule,
+    FixedRatioSchedule,
+    LinearSchedule,
+    PowerSchedule,
+)
+
+ELBO_SCHEDULES = [LinearSchedule(), CosineSchedule(), PowerSchedule(k=2.0), PowerSchedule(k=0.5)]
+
+
+@pytest.mark.parametrize("schedule", ELBO_SCHEDULES, ids=repr)
+def test_schedule_endpoints_monotone_and_weight(schedule) -> None:
+    t = torch.linspace(0.0, 1.0, 201, dtype=torch.float64)
+    m = schedule.mask_prob(t)
+    assert m[0].item() == pytest.approx(schedule.eps, abs=1e-9)
+    assert m[-1].item() == pytest.approx(1.0, abs=1e-9)
+    assert bool((m[1:] >= m[:-1]).all())
+    # w(t) = m'(t) / m(t) against a central finite difference.
+    inner = torch.linspace(0.05, 0.95, 19, dtype=torch.float64)
+    h = 1e-6
+    numeric = (schedule.mask_prob(inner + h) - schedule.mask_prob(inner - h)) / (2 * h)
+    torch.testing.assert_close(schedule.weight(inner), numeric / schedule.mask_prob(inner))
+
+
+def test_linear_loss_weight_is_llada_one_over_mask_prob() -> None:
+    t = torch.tensor([0.1, 0.5, 1.0])
+    expected = 1.0 / ((1 - 1e-3) * t + 1e-3)
+    torch.testing.assert_close(LinearSchedule().loss_weight(t), expected)
+
+
+def test_fixed_ratio_is_flagged_not_elbo() -> None:
+    schedule = FixedRatioSchedule(ratio=0.15)
+    assert not schedule.is_elbo
+    assert schedule.mask_prob(torch.rand(5)).eq(0.15).all()
+
+
+def test_bad_t_range_is_rejected() -> None:
+    with pytest.raises(ValueError, match="t_min < t_max"):
+        LinearSchedule(t_min=0.6, t_max=0.4)
+
+
+def test_sample_times_range_and_antithetic_spacing() -> None:
+    gen = torch.Generator().manual_seed(0)
+    t = sample_times(8, t_min=0.2, t_max=0.6, antithetic=True, generator=gen)
+    assert bool(((t >= 0.2) & (t <= 0.6)).all())
+    unit = torch.sort((t - 0.2) / 0.4).values
+    torch.testing.assert_close(unit[1:] - unit[:-1], torch.full((7,), 1 / 8), atol=1e-5, rtol=0)
+
+
+def test_mask_tokens_rate_and_maskable() -> None:
+    gen = torch.Generator().manual_seed(0)
+    ids = torch.randint(5, 100, (64, 256), generator=gen)
+    maskable = torch.ones_like(ids, dtype=torch.bool)
+    maskable[:, :10] = False
+    noisy, masked = mask_tokens(ids, torch.full((64,), 0.3), 1, maskable=maskable, generator=gen)
+    assert not masked[:, :10].any()
+    rate = masked[:, 10:].float().mean().item()
+    assert abs(rate - 0.3) < 0.01
+    assert bool((noisy[masked] == 1).all()) and bool((noisy[~masked] == ids[~masked]).all())
+
+
+def test_pretraining_elbo_matches_hand_computation() -> None:
+    logits = torch.log(torch.tensor([[[0.5, 0.25, 0.25], [0.1, 0.8, 0.1]]]))  # (1, 2, 3)
+    targets = torch.tensor([[0, 1]])
+    masked = torch.tensor([[True, False]])
+    nll = masked_token_nll(logits, targets, masked)
+    assert nll[0, 0].item() == pytest.approx(math.log(2))
+    assert nll[0, 1].item() == 0.0
+    loss = pretraining_elbo(logits, targets, masked, weight=torch.tensor([4.0]), n_slots=2)
+    assert loss.item() == pytest.approx(4.0 * math.log(2) / 2)
