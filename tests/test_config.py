@@ -70,7 +70,11 @@ def test_every_group_has_options() -> None:
 
 @pytest.mark.parametrize(("group", "option"), ALL_OPTIONS, ids=[f"{g}={o}" for g, o in ALL_OPTIONS])
 def test_option_composes_and_instantiates(group: str, option: str, tmp_path, bert_dir) -> None:
-    overrides = [f"{group}={option}", f"run_dir={tmp_path}", *extra_overrides(group, option, tmp_path, bert_dir)]
+    overrides = [
+        f"{group}={option}",
+        f"run_dir={tmp_path}",
+        *extra_overrides(group, option, tmp_path, bert_dir),
+    ]
     cfg = compose_train(overrides)
     assert group in ("experiment", "debug") or cfg[group] is not None
 
@@ -112,7 +116,9 @@ def test_option_composes_and_instantiates(group: str, option: str, tmp_path, ber
     assert trainer.max_steps == expected_steps
 
 
-@pytest.mark.parametrize("override", ["model=nope", "masking=nope", "sampler=nope", "remasking=nope"])
+@pytest.mark.parametrize(
+    "override", ["model=nope", "masking=nope", "sampler=nope", "remasking=nope"]
+)
 def test_unknown_option_names_the_allowed_ones(override: str) -> None:
     group = override.split("=")[0]
     with pytest.raises(MissingConfigException) as info:

@@ -86,7 +86,9 @@ def test_generate_cli_and_missing_checkpoint(trained: dict) -> None:
     two = run_cli("llada.generate", *common, "prompt=the")
     assert one.stdout.strip() and one.stdout == two.stdout
 
-    missing = run_cli("llada.generate", "ckpt=/nonexistent/last.ckpt", "hydra.run.dir=.", check=False)
+    missing = run_cli(
+        "llada.generate", "ckpt=/nonexistent/last.ckpt", "hydra.run.dir=.", check=False
+    )
     assert missing.returncode != 0
     error_lines = [line for line in missing.stderr.splitlines() if line.strip()]
     assert error_lines == ["error: checkpoint not found: /nonexistent/last.ckpt "

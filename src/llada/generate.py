@@ -9,7 +9,7 @@ from typing import Any
 
 import hydra
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from llada.errors import fail_cleanly
 from llada.generation_settings import generation_settings
@@ -25,13 +25,14 @@ def run_generation(cfg: DictConfig) -> list[dict[str, Any]]:
     device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model = DiffusionLM.load_from_checkpoint(cfg.ckpt, map_location=device)
     settings = generation_settings(cfg.get("sampler"), cfg.get("remasking"))
-    out = model.generate_with_info(
-        cfg.prompt, cfg.n_tokens, num_samples=cfg.num_samples, seed=cfg.seed, **settings
-    )
+    if cfg.n_tokens is not None:
+        settings["n_tokens"] = cfg.n_tokens
+    prompt = OmegaConf.to_container(cfg.prompt) if OmegaConf.is_list(cfg.prompt) else cfg.prompt
+    out = model.generate_with_info(prompt, num_samples=cfg.num_samples, seed=cfg.seed, **settings)
     records = [
-        {"prompt": cfg.prompt, "text": text, **out.settings, "nfe": out.nfe,
+        {"prompt": p, "text": text, **out.settings, "nfe": out.nfe,
          "seconds": round(out.seconds, 4), "tokens_per_second": round(out.tokens_per_second, 1)}
-        for text in out.texts
+        for p, text in zip(out.prompts, out.texts, strict=True)
     ]  # fmt: skip
     for record in records:
         print(record["text"] if cfg.plain else json.dumps(record))

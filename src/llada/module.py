@@ -46,6 +46,7 @@ DEFAULT_GENERATION: dict[str, Any] = {
 class Generation:
     """Texts plus what a researcher reports with them."""
 
+    prompts: list[str | None]
     texts: list[str]
     tokens: Tensor  # (B, n_tokens) generated ids
     nfe: int
@@ -82,7 +83,11 @@ class DiffusionLM(L.LightningModule):
         self.optimizer_factory, self.lr_scheduler_factory = optimizer, lr_scheduler
         self.generation_defaults = {**DEFAULT_GENERATION, **(generation or {})}
         self.antithetic_time, self.random_length_prob = antithetic_time, random_length_prob
-        self.val_mc_samples, self.val_seed, self.weight_decay = val_mc_samples, val_seed, weight_decay
+        self.val_mc_samples, self.val_seed, self.weight_decay = (
+            val_mc_samples,
+            val_seed,
+            weight_decay,
+        )
         self.mask_id = int(tokenizer.mask_token_id)
         self.pad_id = tokenizer.pad_token_id
         self.tokens_seen = 0  # per process; restored on resume via on_load_checkpoint
@@ -123,7 +128,9 @@ class DiffusionLM(L.LightningModule):
     # --------------------------------------------------------------- training
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         batch = self._maybe_random_length(batch)
-        row_nll, slots, _ = self._weighted_nll(batch["input_ids"], batch.get("attention_mask"), None)
+        row_nll, slots, _ = self._weighted_nll(
+            batch["input_ids"], batch.get("attention_mask"), None
+        )
         loss = row_nll.sum() / slots.sum()  # LLaDA eq. 3: per-token ELBO in nats
         self.log("train/loss", loss, prog_bar=True)
         self.tokens_seen += int(slots.sum().item())
@@ -158,7 +165,13 @@ class DiffusionLM(L.LightningModule):
             {"val/elbo": elbo, "val/ppl": torch.exp(elbo), "val/elbo_stderr": stderr},
             prog_bar=True,
         )
-        for metric in (self.val_nll, self.val_slots, self.val_row_sum, self.val_row_sq, self.val_rows):
+        for metric in (
+            self.val_nll,
+            self.val_slots,
+            self.val_row_sum,
+            self.val_row_sq,
+            self.val_rows,
+        ):
             metric.reset()
 
     def configure_optimizers(self) -> Any:
@@ -170,7 +183,10 @@ class DiffusionLM(L.LightningModule):
         if self.lr_scheduler_factory is None:
             return optimizer
         scheduler = self.lr_scheduler_factory(optimizer)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }
 
     # ------------------------------------------------------------- generation
     @property
@@ -223,7 +239,10 @@ class DiffusionLM(L.LightningModule):
             raise TypeError(
                 f"unknown generation option(s) {sorted(unknown)}; allowed: {sorted(DEFAULT_GENERATION)}"
             )
-        options = {**self.generation_defaults, **{k: v for k, v in settings.items() if v is not None}}
+        options = {
+            **self.generation_defaults,
+            **{k: v for k, v in settings.items() if v is not None},
+        }
         if n_tokens is not None:
             options["n_tokens"] = n_tokens
         prompts = [prompt] * num_samples if isinstance(prompt, str) or prompt is None else prompt
@@ -260,6 +279,7 @@ class DiffusionLM(L.LightningModule):
             self.train(was_training)
         generated = result.tokens[:, -n_tokens:]  # (B, n_tokens)
         return Generation(
+            prompts=[p or None for p in prompts],
             texts=self._decode(generated, stop_at_eos),
             tokens=generated.cpu(),
             nfe=result.nfe,

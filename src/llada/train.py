@@ -45,7 +45,9 @@ def resolve_ckpt_path(ckpt_path: str | None, run_dir: Path) -> str | None:
             )
         return str(last)
     if not Path(ckpt_path).expanduser().is_file():
-        raise FileNotFoundError(f"ckpt_path={ckpt_path} does not exist (pass a .ckpt file or 'last')")
+        raise FileNotFoundError(
+            f"ckpt_path={ckpt_path} does not exist (pass a .ckpt file or 'last')"
+        )
     return str(Path(ckpt_path).expanduser())
 
 

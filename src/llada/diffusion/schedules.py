@@ -18,7 +18,9 @@ class MaskingSchedule:
 
     def __init__(self, eps: float = 1e-3, t_min: float = 0.0, t_max: float = 1.0) -> None:
         if not 0.0 <= t_min < t_max <= 1.0:
-            raise ValueError(f"masking needs 0 <= t_min < t_max <= 1, got t_min={t_min} t_max={t_max}")
+            raise ValueError(
+                f"masking needs 0 <= t_min < t_max <= 1, got t_min={t_min} t_max={t_max}"
+            )
         if not 0.0 <= eps < 1.0:
             raise ValueError(f"masking.eps must be in [0, 1), got {eps}")
         self.eps, self.t_min, self.t_max = eps, t_min, t_max

@@ -39,7 +39,9 @@ class RotaryEmbedding(nn.Module):
         length = x.shape[-2]
         cos, sin = self.cos[:length].to(x.dtype), self.sin[:length].to(x.dtype)  # (L, D/2)
         x1, x2 = x[..., 0::2], x[..., 1::2]  # (B, H, L, D/2)
-        rotated = torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)  # (B, H, L, D/2, 2)
+        rotated = torch.stack(
+            (x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1
+        )  # (B, H, L, D/2, 2)
         return rotated.flatten(-2)
 
 
