@@ -48,7 +48,7 @@ def test_padding_is_invisible() -> None:
 
 
 def test_context_limit_error_names_the_key() -> None:
-    with pytest.raises(ValueError, match="model.max_len=16"):
+    with pytest.raises(ValueError, match=r"model\.max_len=16"):
         _tiny()(torch.zeros(1, 17, dtype=torch.long))
 
 

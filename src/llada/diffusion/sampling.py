@@ -6,6 +6,7 @@ so the same loop drives a test model and LLaDA-8B.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -78,7 +79,7 @@ def generate(
     steps_per_block = steps // (len(bounds) - 1)
     positions = torch.arange(canvas.shape[1], device=canvas.device)  # (L,)
     nfe = 0
-    for start, end in zip(bounds[:-1], bounds[1:], strict=True):
+    for start, end in itertools.pairwise(bounds):
         in_block = (positions >= start) & (positions < end)  # (L,)
         schedule = tokens_per_step(((canvas == mask_id) & in_block).sum(dim=1), steps_per_block)
         for step in range(steps_per_block):
