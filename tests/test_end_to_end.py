@@ -103,7 +103,6 @@ def test_train_cli_multirun_runs_two_jobs(tmp_path: Path) -> None:
         "remasking=random,low_confidence",
         *TINY_RUN,
         "trainer.max_steps=2",
-        "trainer.val_check_interval=2",
         f"hydra.sweep.dir={sweep_dir}",
     )
     samples = sorted(sweep_dir.glob("*/samples.jsonl"))
@@ -127,3 +126,17 @@ def test_distilbert_backbone_trains(tmp_path: Path) -> None:
     assert type(model.backbone).__name__ == "HFMaskedLM"
     assert isinstance(model.generate("the", n_tokens=4, steps=4), str)
     assert result["trainer"].global_step == 3
+
+
+def test_train_cli_bad_inputs_fail_with_one_line(tmp_path: Path) -> None:
+    missing = run_cli(
+        "llada.train", "ckpt_path=/nonexistent.ckpt", f"hydra.run.dir={tmp_path}", check=False
+    )
+    assert missing.returncode == 2
+    assert missing.stderr.strip().splitlines()[-1] == (
+        "error: ckpt_path=/nonexistent.ckpt does not exist (pass a .ckpt file or 'last')"
+    )
+    unknown = run_cli("llada.train", "model=nope", f"hydra.run.dir={tmp_path}", check=False)
+    assert unknown.returncode != 0
+    assert "Could not find 'model/nope'" in unknown.stderr
+    assert "distilbert" in unknown.stderr and "tiny" in unknown.stderr

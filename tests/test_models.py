@@ -86,3 +86,10 @@ def test_hf_masked_lm_from_local_directory(tmp_path) -> None:
 def test_unknown_hub_name_fails_fast_offline() -> None:
     with pytest.raises(OSError, match="hub is unreachable"):
         distilbert(vocab_size=10, pretrained="no-such-org/no-such-model")
+
+
+def test_output_mask_selects_the_same_logits() -> None:
+    model = _tiny().eval()
+    ids = torch.randint(0, 50, (2, 12))
+    output_mask = torch.rand(2, 12) < 0.4
+    torch.testing.assert_close(model(ids, output_mask=output_mask), model(ids)[output_mask])

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from llada.diffusion.losses import masked_token_nll, pretraining_elbo
+from llada.diffusion.losses import masked_nll_per_row, masked_token_nll, pretraining_elbo
 from llada.diffusion.noising import mask_tokens, sample_times
 from llada.diffusion.schedules import (
     CosineSchedule,
@@ -79,3 +79,12 @@ def test_pretraining_elbo_matches_hand_computation() -> None:
     assert nll[0, 1].item() == 0.0
     loss = pretraining_elbo(logits, targets, masked, weight=torch.tensor([4.0]), n_slots=2)
     assert loss.item() == pytest.approx(4.0 * math.log(2) / 2)
+
+
+def test_masked_nll_per_row_equals_full_logits_path() -> None:
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(3, 7, 11, generator=gen)
+    targets = torch.randint(0, 11, (3, 7), generator=gen)
+    masked = torch.rand(3, 7, generator=gen) < 0.5
+    per_row = masked_nll_per_row(logits[masked], targets, masked)
+    torch.testing.assert_close(per_row, masked_token_nll(logits, targets, masked).sum(dim=1))

@@ -20,7 +20,7 @@ from torchmetrics import SumMetric
 from transformers import PreTrainedTokenizerBase
 
 from llada.data.tokenizer import eos_id, tokenizer_from_state, tokenizer_to_state
-from llada.diffusion.losses import masked_token_nll
+from llada.diffusion.losses import masked_nll_per_row
 from llada.diffusion.noising import noise_batch
 from llada.diffusion.remasking import make_remasking
 from llada.diffusion.sampling import GenerationResult, generate
@@ -90,6 +90,7 @@ class DiffusionLM(L.LightningModule):
         )
         self.mask_id = int(tokenizer.mask_token_id)
         self.pad_id = tokenizer.pad_token_id
+        self.last_validated_step = -1  # lets the train entry add a final validation if needed
         self.tokens_seen = 0  # per process; restored on resume via on_load_checkpoint
         self.val_nll, self.val_slots = SumMetric(), SumMetric()
         self.val_row_sum, self.val_row_sq, self.val_rows = SumMetric(), SumMetric(), SumMetric()
@@ -111,10 +112,14 @@ class DiffusionLM(L.LightningModule):
             antithetic=self.antithetic_time,
             generator=generator,
         )
-        logits = self(noisy, attention_mask)  # (B, L, V)
-        nll = masked_token_nll(logits, input_ids, masked)  # (B, L)
-        row_nll = nll.sum(dim=1) * self.schedule.loss_weight(t)  # (B,)
-        slots = maskable.sum(dim=1) if maskable is not None else torch.full_like(t, nll.shape[1])
+        if getattr(self.backbone, "supports_output_mask", False):
+            masked_logits = self.backbone(noisy, attention_mask, output_mask=masked)  # (N, V)
+        else:
+            masked_logits = self(noisy, attention_mask)[masked]  # (N, V)
+        nll = masked_nll_per_row(masked_logits, input_ids, masked)  # (B,)
+        row_nll = nll * self.schedule.loss_weight(t)  # (B,)
+        length = input_ids.shape[1]
+        slots = maskable.sum(dim=1) if maskable is not None else torch.full_like(t, length)
         return row_nll, slots.float(), t
 
     def _maybe_random_length(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:

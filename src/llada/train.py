@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,9 @@ from llada.generation_settings import generation_settings
 from llada.module import DiffusionLM
 
 CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+
+# The CSV logger shares the run directory with Hydra's files on purpose (metrics.csv at the top).
+warnings.filterwarnings("ignore", message=r"Experiment logs directory .* exists and is not empty")
 
 
 def pretrained_tokenizer_source(model_cfg: DictConfig) -> str | None:
@@ -65,9 +69,24 @@ def build_model(cfg: DictConfig, tokenizer: Any) -> DiffusionLM:
     )
 
 
+def finish_with_validation(trainer: L.Trainer, model: DiffusionLM, datamodule: Any) -> None:
+    """Validate and checkpoint the final weights when the last step was not a validation step.
+
+    Without this a run whose max_steps is not a multiple of val_check_interval would end with no
+    final metrics and (for short runs) no checkpoint at all.
+    """
+    if trainer.fast_dev_run or trainer.global_step == model.last_validated_step:
+        return
+    trainer.validate(model, datamodule=datamodule, verbose=False)
+    checkpoint = trainer.checkpoint_callback
+    if checkpoint is not None and checkpoint.dirpath:
+        trainer.save_checkpoint(str(Path(checkpoint.dirpath) / "last.ckpt"))
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Train one run described by `cfg`; returns {"metrics", "model", "trainer", "run_dir", ...}."""
     run_dir = Path(cfg.run_dir)
+    ckpt_path = resolve_ckpt_path(cfg.ckpt_path, run_dir)  # fail before any work is done
     L.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data)
     tokenizer_source = pretrained_tokenizer_source(cfg.model)
@@ -88,7 +107,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     )
     for logger in trainer.loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
-    trainer.fit(model, datamodule=datamodule, ckpt_path=resolve_ckpt_path(cfg.ckpt_path, run_dir))
+    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+    finish_with_validation(trainer, model, datamodule)
 
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     if trainer.is_global_zero and "val/ppl" in metrics:

@@ -20,6 +20,10 @@ __all__ = ["pydoc_topics", "python_package_text", "text_files"]
 _RULE = re.compile(r"^\s*[-=+|*~^]{3,}[-=+|*~^ ]*$")
 # Heading underlines use one repeated character (table borders mix "+" and "-").
 _UNDERLINE = re.compile(r"^([*=\-~^])\1{2,}$")
+# Code examples and grammar rules in the pydoc text are indented blocks; prose starts at column 0.
+_INDENTED = re.compile(r"^[ \t]+\S")
+# pydoc quotes code names ("__init__", "for"); the marks are the most frequent token otherwise.
+_CODE_QUOTES = re.compile(r'"([^"\n]{1,60})"')
 _BLANK_RUN = re.compile(r"\n{3,}")
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")
 
@@ -83,13 +87,22 @@ def _group(chunks: Iterable[str], min_chars: int) -> list[str]:
     return documents
 
 
-def pydoc_topics(min_chars: int = 200) -> list[str]:
+def _prose(section: str) -> str:
+    """Keep the prose of a section: drop indented code/grammar lines and unquote code names."""
+    lines = (line for line in section.splitlines() if not _INDENTED.match(line))
+    return _normalise(_CODE_QUOTES.sub(r"\1", "\n".join(lines)))
+
+
+def pydoc_topics(min_chars: int = 200, prose_only: bool = False) -> list[str]:
     """CPython's own help-topic documentation (``pydoc_data.topics``): ~0.5 MB of English prose.
 
     Always installed with Python, so the default run needs no network. Each topic is split at its
     section headings (CPython 3.11 ships only ~80 topics, too few for a useful validation split);
     sections shorter than ``min_chars`` are merged into the next one. Topics are visited in sorted
     order and duplicate topic texts are skipped, so the result is deterministic.
+
+    ``prose_only`` drops the indented code examples and grammar rules and the quote marks pydoc
+    puts around code names: English sentences only, which a tiny model learns much faster.
     """
     from pydoc_data.topics import topics
 
@@ -100,8 +113,12 @@ def pydoc_topics(min_chars: int = 200) -> list[str]:
         if text in seen:
             continue
         seen.add(text)
-        documents.extend(_group(_rest_sections(text), min_chars))
-    return documents
+        sections = _rest_sections(text)
+        if prose_only:
+            sections = [prose for prose in map(_prose, sections) if prose]
+        documents.extend(_group(sections, min_chars))
+    # Several topics share sections; a repeated document could land in both splits.
+    return list(dict.fromkeys(documents))
 
 
 def _paragraph_documents(files: Iterable[Path], min_chars: int) -> list[str]:

@@ -29,3 +29,14 @@ def pretraining_elbo(
     """
     nll = masked_token_nll(logits, targets, masked)  # (B, L)
     return (nll * weight[:, None]).sum() / n_slots
+
+
+def masked_nll_per_row(masked_logits: Tensor, targets: Tensor, masked: Tensor) -> Tensor:
+    """Sum of -log p(x0 | x_t) over each row's masked positions.
+
+    masked_logits (N, V) are the logits at the N masked positions of `masked` (B, L) in row-major
+    order (what `logits[masked]` gives), targets (B, L) -> (B,) float32.
+    """
+    nll = F.cross_entropy(masked_logits.float(), targets[masked], reduction="none")  # (N,)
+    rows = masked.nonzero()[:, 0]  # (N,) row index of each masked position
+    return torch.zeros(masked.shape[0], device=nll.device).index_add_(0, rows, nll)

@@ -13,6 +13,10 @@ from torch import Tensor
 class Remasking:
     """Scores predictions; `generate` commits the top-k_s masked positions of the current block."""
 
+    def __init__(self) -> None:
+        # Explicit so an unknown option raises a TypeError that names it.
+        pass
+
     def confidence(
         self, logits: Tensor, tokens: Tensor, generator: torch.Generator | None = None
     ) -> Tensor:

@@ -1,12 +1,11 @@
-"""The reverse process: from a canvas with mask tokens to text, over any `logits_fn`.
+"""The model-agnostic reverse process: fill a masked canvas in `steps` forward passes.
 
-Model-agnostic on purpose: `logits_fn(input_ids, attention_mask) -> logits (B, L, V)` is all it needs,
-so the same loop drives a test model and LLaDA-8B.
+Works with any `logits_fn(canvas, attention_mask) -> logits`, so native and Hugging Face models,
+token choosers and remasking strategies can be mixed freely (ALGORITHMS.md section 4).
 """
 
 from __future__ import annotations
 
-import itertools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,42 +19,61 @@ from llada.diffusion.token_choice import TokenChooser
 LogitsFn = Callable[[Tensor, Tensor | None], Tensor]
 
 
+def tokens_per_step(n_masked: Tensor, steps: int) -> Tensor:
+    """LLaDA's linear split of M masks over S steps: k_s = M // S + (1 if s < M % S else 0).
+
+    n_masked (B,) long -> (B, steps) long; each row sums to its M.
+    """
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    base = (n_masked // steps).unsqueeze(1)  # (B, 1)
+    remainder = (n_masked % steps).unsqueeze(1)  # (B, 1)
+    step_index = torch.arange(steps, device=n_masked.device).unsqueeze(0)  # (1, S)
+    return base + (step_index < remainder).long()  # (B, S)
+
+
 @dataclass
 class GenerationResult:
+    """Final canvas plus the cost of getting there."""
+
     tokens: Tensor  # (B, L) final canvas
     nfe: int  # forward passes
     seconds: float
 
 
-def tokens_per_step(n_masked: Tensor, steps: int) -> Tensor:
-    """LLaDA's rule: k_s = M // S + (1 if s < M % S else 0). n_masked (B,) -> (B, steps)."""
-    base = (n_masked // steps)[:, None]  # (B, 1)
-    extra = torch.arange(steps, device=n_masked.device)[None, :] < (n_masked % steps)[:, None]
-    return base + extra.long()  # (B, S)
-
-
-def _block_bounds(gen_start: int, length: int, block_length: int | None, steps: int) -> list[int]:
-    """Block start offsets (plus the end) of the generation region; validates the step plan."""
+def _block_layout(
+    length: int, gen_start: int, steps: int, block_length: int | None
+) -> tuple[int, int, int]:
+    """(block_length, n_blocks, steps_per_block), validated so every block gets equal steps."""
+    if not 0 <= gen_start < length:
+        raise ValueError(f"gen_start={gen_start} must be in [0, {length}) (canvas length)")
     region = length - gen_start
-    block_length = block_length or region
-    if block_length <= 0 or region % block_length:
+    block = region if block_length is None else block_length
+    if block < 1 or region % block != 0:
         raise ValueError(f"block_length={block_length} must divide the generated length {region}")
-    n_blocks = region // block_length
-    if steps < n_blocks or steps % n_blocks:
+    n_blocks = region // block
+    if steps < 1 or steps % n_blocks != 0:
         raise ValueError(f"steps={steps} must be a positive multiple of the {n_blocks} block(s)")
-    return list(range(gen_start, length + 1, block_length))
+    return block, n_blocks, steps // n_blocks
 
 
 def commit_top_k(scores: Tensor, k: Tensor) -> Tensor:
-    """Boolean (B, L) selecting each row's k[b] highest scores (ties broken by position).
+    """Bool (B, L) selecting each row's k[b] highest scores (ties broken by position), no row loop.
 
-    scores (B, L) with -inf where nothing may be committed; k (B,) never exceeds the finite count.
+    scores (B, L) with -inf where nothing may be committed; k (B,) long.
     """
-    order = scores.argsort(dim=1, descending=True, stable=True)  # (B, L)
-    ranks = torch.empty_like(order).scatter_(
-        1, order, torch.arange(scores.shape[1], device=scores.device).expand_as(order)
-    )  # (B, L): rank of each position
-    return ranks < k[:, None]
+    order = torch.sort(scores, dim=1, descending=True, stable=True).indices  # (B, L)
+    positions = torch.arange(scores.shape[1], device=scores.device).expand_as(order)  # (B, L)
+    rank = torch.empty_like(order).scatter_(1, order, positions)  # (B, L) rank of each position
+    return rank < k.unsqueeze(1)
+
+
+def _eligible_scores(score: Tensor, eligible: Tensor) -> Tensor:
+    """score (B, L) as float32 with -inf off `eligible`; eligible ones always rank above them."""
+    finite = torch.finfo(torch.float32)
+    # A strategy may score a masked position -inf or NaN; it must still outrank ineligible ones.
+    score = score.float().nan_to_num(nan=finite.min, posinf=finite.max, neginf=finite.min)
+    return score.masked_fill(~eligible, float("-inf"))  # (B, L)
 
 
 @torch.no_grad()
@@ -72,26 +90,36 @@ def generate(
     gen_start: int = 0,
     generator: torch.Generator | None = None,
 ) -> GenerationResult:
-    """Fill the masks of canvas[:, gen_start:] block by block; committed tokens stay fixed."""
+    """Fill the masks in canvas[:, gen_start:] block by block, committing k_s tokens per step.
+
+    canvas (B, L) long, left-padded by the caller; attention_mask (B, L) is passed to logits_fn.
+    A block with no masks left costs no forward pass, so nfe <= steps (== steps when every
+    block has at least as many masks as steps).
+    """
     started = time.perf_counter()
-    canvas = canvas.clone()  # (B, L)
-    bounds = _block_bounds(gen_start, canvas.shape[1], block_length, steps)
-    steps_per_block = steps // (len(bounds) - 1)
-    positions = torch.arange(canvas.shape[1], device=canvas.device)  # (L,)
+    length = canvas.shape[1]
+    block, n_blocks, block_steps = _block_layout(length, gen_start, steps, block_length)
+    canvas = canvas.clone()
+    positions = torch.arange(length, device=canvas.device)  # (L,)
     nfe = 0
-    for start, end in itertools.pairwise(bounds):
-        in_block = (positions >= start) & (positions < end)  # (L,)
-        schedule = tokens_per_step(((canvas == mask_id) & in_block).sum(dim=1), steps_per_block)
-        for step in range(steps_per_block):
-            masked = (canvas == mask_id) & in_block  # (B, L)
-            if not masked.any():
-                break
-            logits = logits_fn(canvas, attention_mask).clone()  # (B, L, V)
+    for block_index in range(n_blocks):
+        start = gen_start + block_index * block
+        in_block = (positions >= start) & (positions < start + block)  # (L,)
+        n_masked = ((canvas == mask_id) & in_block).sum(dim=1)  # (B,)
+        schedule = tokens_per_step(n_masked, block_steps)  # (B, S_b)
+        for step in range(block_steps):
+            eligible = (canvas == mask_id) & in_block  # (B, L)
+            if not eligible.any():
+                break  # block already full: further passes could commit nothing
+            logits = logits_fn(canvas, attention_mask)  # (B, L, V)
             nfe += 1
-            logits[..., mask_id] = float("-inf")  # a committed token must not be the mask itself
+            if mask_id < logits.shape[-1]:
+                # A committed token must never be the mask itself.
+                logits = logits.clone()
+                logits[..., mask_id] = float("-inf")
             tokens = chooser.choose(logits, generator)  # (B, L)
-            scores = remasking.confidence(logits, tokens, generator)  # (B, L)
-            scores = scores.masked_fill(~masked, float("-inf"))
-            commit = commit_top_k(scores, schedule[:, step]) & masked  # (B, L)
+            score = remasking.confidence(logits, tokens, generator)  # (B, L)
+            score = _eligible_scores(score, eligible)  # (B, L)
+            commit = commit_top_k(score, schedule[:, step]) & eligible  # (B, L)
             canvas = torch.where(commit, tokens, canvas)
     return GenerationResult(tokens=canvas, nfe=nfe, seconds=time.perf_counter() - started)

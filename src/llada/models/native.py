@@ -87,7 +87,13 @@ class Block(nn.Module):
 
 
 class NativeTransformer(nn.Module):
-    """input_ids (B, L) [+ attention_mask (B, L)] -> logits (B, L, V)."""
+    """input_ids (B, L) [+ attention_mask (B, L)] -> logits (B, L, V).
+
+    `output_mask` (B, L) bool restricts the output projection to the positions that are scored
+    (the masked ones in training): at vocab 4096 the projection is a large share of the FLOPs.
+    """
+
+    supports_output_mask = True
 
     def __init__(
         self,
@@ -133,7 +139,13 @@ class NativeTransformer(nn.Module):
         """An instantiable config that rebuilds this network (weights come from the checkpoint)."""
         return {"_target_": f"{type(self).__module__}.{type(self).__qualname__}", **self.hparams}
 
-    def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None) -> Tensor:
+    def forward(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor | None = None,
+        output_mask: Tensor | None = None,
+    ) -> Tensor:
+        """Logits (B, L, V), or (N, V) for the N positions of `output_mask` in row-major order."""
         length = input_ids.shape[1]
         if length > self.max_len:
             raise ValueError(
@@ -146,4 +158,6 @@ class NativeTransformer(nn.Module):
         x = self.embed(input_ids)  # (B, L, dim)
         for block in self.blocks:
             x = block(x, attn_bias)
-        return self.lm_head(self.norm(x))  # (B, L, V)
+        if output_mask is not None:
+            x = x[output_mask]  # (N, dim)
+        return self.lm_head(self.norm(x))  # (B, L, V) or (N, V)
