@@ -1,4 +1,4 @@
-"""Test-wide settings: offline hub and wandb, a shared tokenizer/data cache, small thread counts."""
+"""Test-wide settings: offline hub and wandb, a shared tokenizer/data cache, one torch thread."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 OFFLINE_ENV = {
     "HF_HUB_OFFLINE": "1",
@@ -15,6 +16,9 @@ OFFLINE_ENV = {
     "TOKENIZERS_PARALLELISM": "false",
 }
 os.environ.update(OFFLINE_ENV)
+# The tensors in tests are tiny: splitting them across threads costs more than it saves, and with
+# another job on the machine two threads can be 100x slower.
+torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parents[1]
 CONF_DIR = str(REPO / "conf")

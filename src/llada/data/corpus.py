@@ -87,13 +87,20 @@ def _group(chunks: Iterable[str], min_chars: int) -> list[str]:
     return documents
 
 
+def _unquote(section: str) -> str:
+    """pydoc writes code names in double quotes ("__init__"); keep the names, drop the marks."""
+    return _CODE_QUOTES.sub(r"\1", section)
+
+
 def _prose(section: str) -> str:
-    """Keep the prose of a section: drop indented code/grammar lines and unquote code names."""
+    """Keep the prose of a section: drop indented code/grammar lines."""
     lines = (line for line in section.splitlines() if not _INDENTED.match(line))
-    return _normalise(_CODE_QUOTES.sub(r"\1", "\n".join(lines)))
+    return _normalise("\n".join(lines))
 
 
-def pydoc_topics(min_chars: int = 200, prose_only: bool = False) -> list[str]:
+def pydoc_topics(
+    min_chars: int = 200, prose_only: bool = False, unquote_code_names: bool = True
+) -> list[str]:
     """CPython's own help-topic documentation (``pydoc_data.topics``): ~0.5 MB of English prose.
 
     Always installed with Python, so the default run needs no network. Each topic is split at its
@@ -101,8 +108,9 @@ def pydoc_topics(min_chars: int = 200, prose_only: bool = False) -> list[str]:
     sections shorter than ``min_chars`` are merged into the next one. Topics are visited in sorted
     order and duplicate topic texts are skipped, so the result is deterministic.
 
-    ``prose_only`` drops the indented code examples and grammar rules and the quote marks pydoc
-    puts around code names: English sentences only, which a tiny model learns much faster.
+    ``unquote_code_names`` drops the quote marks pydoc puts around every code name: otherwise the
+    quote is the corpus' most frequent token and a small model's samples are mostly quotes.
+    ``prose_only`` also drops the indented code examples and grammar rules.
     """
     from pydoc_data.topics import topics
 
@@ -114,6 +122,8 @@ def pydoc_topics(min_chars: int = 200, prose_only: bool = False) -> list[str]:
             continue
         seen.add(text)
         sections = _rest_sections(text)
+        if unquote_code_names:
+            sections = [_unquote(section) for section in sections]
         if prose_only:
             sections = [prose for prose in map(_prose, sections) if prose]
         documents.extend(_group(sections, min_chars))

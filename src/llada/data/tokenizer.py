@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
 __all__ = [
@@ -39,7 +39,7 @@ EOS = "[EOS]"
 SPECIAL_TOKENS = (PAD, UNK, MASK, EOS)
 
 # Bump when the builders change, so stale cached tokenizers are not reused.
-CACHE_VERSION = "llada-tokenizer-v2"
+CACHE_VERSION = "llada-tokenizer-v3"
 
 # Settings besides the special tokens that change how a tokenizer encodes or decodes.
 _CONFIG_KEYS = (
@@ -73,7 +73,14 @@ def _wordpiece(texts: list[str], vocab_size: int) -> Tokenizer:
     """
     backend = Tokenizer(models.WordPiece(unk_token=UNK))
     backend.normalizer = normalizers.NFKC()
-    backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    # Like BERT's (split on spaces, each punctuation mark alone) except that "_" is a word
+    # character: code names such as __init__ stay one word instead of five tokens.
+    backend.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.WhitespaceSplit(),
+            pre_tokenizers.Split(Regex(r"\w+|[^\w\s]"), behavior="isolated"),
+        ]
+    )
     backend.decoder = decoders.WordPiece()
     pinned = [f"##{char}" for char in _continuation_chars(backend, texts)]
     trainer = trainers.WordPieceTrainer(
