@@ -64,7 +64,7 @@ def test_checkpoint_loads_safely_and_generates(trained: dict) -> None:
     first = model.generate("the", n_tokens=8, steps=8, sampler="greedy", seed=0)
     again = model.generate("the", n_tokens=8, steps=8, sampler="greedy", seed=0)
     assert isinstance(first, str) and first == again
-    batch = model.generate(["a", "the list of"], n_tokens=6, steps=3, sampler="multinomial", seed=1)
+    batch = model.generate(["a", "the list of"], n_tokens=8, steps=4, sampler="multinomial", seed=1)
     assert isinstance(batch, list) and len(batch) == 2
     info = model.generate_with_info(None, 8, steps=4, remasking="random", seed=0)
     assert info.nfe == 4 and info.tokens.shape == (1, 8)
@@ -140,3 +140,18 @@ def test_train_cli_bad_inputs_fail_with_one_line(tmp_path: Path) -> None:
     assert unknown.returncode != 0
     assert "Could not find 'model/nope'" in unknown.stderr
     assert "distilbert" in unknown.stderr and "tiny" in unknown.stderr
+
+
+def test_log_likelihood_prefers_corpus_text_and_logs_t_buckets(trained: dict) -> None:
+    model = DiffusionLM.load_from_checkpoint(trained["run_dir"] / "checkpoints" / "last.ckpt")
+    values, errors = model.log_likelihood(
+        ["the", "the"], ["object is", "is object"], mc_samples=16, batch_size=8, return_stderr=True
+    )
+    assert values.shape == (2,) and bool(torch.isfinite(values).all()) and bool((values < 0).all())
+    assert bool((errors >= 0).all())
+    again = model.log_likelihood(
+        ["the", "the"], ["object is", "is object"], mc_samples=16, batch_size=8
+    )
+    torch.testing.assert_close(again, values)  # fixed seed: the same estimate
+    header = (trained["run_dir"] / "metrics.csv").read_text().splitlines()[0]
+    assert "train_loss_by_t/" in header

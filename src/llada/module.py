@@ -20,6 +20,7 @@ from torchmetrics import SumMetric
 from transformers import PreTrainedTokenizerBase
 
 from llada.data.tokenizer import eos_id, tokenizer_from_state, tokenizer_to_state
+from llada.diffusion.likelihood import conditional_log_likelihood, elbo_bucket_index
 from llada.diffusion.losses import masked_nll_per_row
 from llada.diffusion.noising import noise_batch
 from llada.diffusion.remasking import make_remasking
@@ -74,6 +75,7 @@ class DiffusionLM(L.LightningModule):
         val_mc_samples: int = 1,
         val_seed: int = 1234,
         weight_decay: float = 0.1,
+        loss_buckets: int = 10,
     ) -> None:
         super().__init__()
         if tokenizer.mask_token_id is None:
@@ -90,6 +92,7 @@ class DiffusionLM(L.LightningModule):
         )
         self.mask_id = int(tokenizer.mask_token_id)
         self.pad_id = tokenizer.pad_token_id
+        self.loss_buckets = loss_buckets
         self.last_validated_step = -1  # lets the train entry add a final validation if needed
         self.tokens_seen = 0  # per process; restored on resume via on_load_checkpoint
         self.val_nll, self.val_slots = SumMetric(), SumMetric()
@@ -133,14 +136,29 @@ class DiffusionLM(L.LightningModule):
     # --------------------------------------------------------------- training
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         batch = self._maybe_random_length(batch)
-        row_nll, slots, _ = self._weighted_nll(
+        row_nll, slots, t = self._weighted_nll(
             batch["input_ids"], batch.get("attention_mask"), None
         )
         loss = row_nll.sum() / slots.sum()  # LLaDA eq. 3: per-token ELBO in nats
         self.log("train/loss", loss, prog_bar=True)
+        self._log_loss_by_t(row_nll / slots, t)
         self.tokens_seen += int(slots.sum().item())
         self.log("train/tokens_seen", float(self.tokens_seen))
         return loss
+
+    def _log_loss_by_t(self, per_token: Tensor, t: Tensor) -> None:
+        """Weighted loss per token by noise-level bucket: where the model is good or poor."""
+        if self.loss_buckets <= 0:
+            return
+        buckets = elbo_bucket_index(t.detach(), self.loss_buckets)  # (B,)
+        for bucket in buckets.unique().tolist():
+            lower = bucket / self.loss_buckets
+            self.log(
+                f"train_loss_by_t/{lower:.1f}-{lower + 1 / self.loss_buckets:.1f}",
+                per_token.detach()[buckets == bucket].mean(),
+                on_step=False,
+                on_epoch=True,
+            )
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         """K Monte-Carlo draws of the ELBO with a generator seeded per batch: reproducible."""
@@ -170,6 +188,8 @@ class DiffusionLM(L.LightningModule):
             {"val/elbo": elbo, "val/ppl": torch.exp(elbo), "val/elbo_stderr": stderr},
             prog_bar=True,
         )
+        if not self.trainer.sanity_checking:
+            self.last_validated_step = self.global_step
         for metric in (
             self.val_nll,
             self.val_slots,
@@ -304,6 +324,54 @@ class DiffusionLM(L.LightningModule):
         out = self.generate_with_info(prompt, n_tokens, **kwargs)
         single = not isinstance(prompt, list) and kwargs.get("num_samples", 1) == 1
         return out.texts[0] if single else out.texts
+
+    # ------------------------------------------------------------- likelihood
+    @torch.no_grad()
+    def log_likelihood(
+        self,
+        prompt: str | list[str],
+        answer: str | list[str],
+        mc_samples: int = 128,
+        batch_size: int = 32,
+        seed: int = 0,
+        return_stderr: bool = False,
+    ) -> Tensor | tuple[Tensor, Tensor]:
+        """Lower bound on log p(answer | prompt) in nats per pair (LLaDA eq. 6, stratified l).
+
+        Exact (one forward pass) when the answer is one token. Prompt and answer are tokenized
+        without special tokens. Returns a (N,) tensor (and its standard errors if asked).
+        """
+        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+        answers = [answer] if isinstance(answer, str) else list(answer)
+        if len(prompts) != len(answers):
+            raise ValueError(f"got {len(prompts)} prompts but {len(answers)} answers")
+        generator = torch.Generator(device=self.device).manual_seed(seed)
+        was_training = self.training
+        self.eval()
+        values, errors = [], []
+        try:
+            for prompt_text, answer_text in zip(prompts, answers, strict=True):
+                ids = [
+                    torch.tensor(self.tokenizer.encode(text, add_special_tokens=False))
+                    for text in (prompt_text, answer_text)
+                ]
+                if ids[1].numel() == 0:
+                    raise ValueError(f"answer {answer_text!r} has no tokens")
+                value, stderr = conditional_log_likelihood(
+                    self,
+                    ids[0].to(self.device),
+                    ids[1].to(self.device),
+                    self.mask_id,
+                    mc_samples=mc_samples,
+                    batch_size=batch_size,
+                    generator=generator,
+                )
+                values.append(value)
+                errors.append(stderr)
+        finally:
+            self.train(was_training)
+        result = torch.stack(values).cpu()
+        return (result, torch.stack(errors).cpu()) if return_stderr else result
 
     # ----------------------------------------------------------- checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

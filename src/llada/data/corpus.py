@@ -24,6 +24,8 @@ _UNDERLINE = re.compile(r"^([*=\-~^])\1{2,}$")
 _INDENTED = re.compile(r"^[ \t]+\S")
 # pydoc quotes code names ("__init__", "for"); the marks are the most frequent token otherwise.
 _CODE_QUOTES = re.compile(r'"([^"\n]{1,60})"')
+# reST emphasis (*term*, **note:**); the stars would otherwise be among the most frequent tokens.
+_EMPHASIS = re.compile(r"\*{1,2}([^*\s][^*]{0,80}?)\*{1,2}")
 _BLANK_RUN = re.compile(r"\n{3,}")
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")
 
@@ -88,8 +90,9 @@ def _group(chunks: Iterable[str], min_chars: int) -> list[str]:
 
 
 def _unquote(section: str) -> str:
-    """pydoc writes code names in double quotes ("__init__"); keep the names, drop the marks."""
-    return _CODE_QUOTES.sub(r"\1", section)
+    """pydoc writes code names in double quotes ("__init__") and terms in reST emphasis (*term*):
+    keep the words, drop the marks."""
+    return _EMPHASIS.sub(r"\1", _CODE_QUOTES.sub(r"\1", section))
 
 
 def _prose(section: str) -> str:
