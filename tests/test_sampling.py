@@ -11,7 +11,7 @@ from llada.diffusion.remasking import (
     RandomRemasking,
     make_remasking,
 )
-from llada.diffusion.sampling import commit_top_k, generate, tokens_per_step
+from llada.diffusion.sampling import block_plan, commit_top_k, generate, tokens_per_step
 from llada.diffusion.token_choice import Greedy, Multinomial, make_token_chooser
 
 MASK = 99  # outside the toy vocabularies, so a committed token is never the mask id
@@ -258,7 +258,7 @@ def test_prompt_suffix_and_masks_before_region_are_untouched() -> None:
 
 @pytest.mark.parametrize(
     ("steps", "block_length", "gen_start"),
-    [(4, 3, 0), (3, 4, 0), (0, None, 0), (4, None, 8), (4, 0, 0), (2, 2, 2)],
+    [(2, 3, 0), (3, 2, 0), (0, None, 0), (4, None, 8), (4, 0, 0), (2, 2, 2)],
 )
 def test_bad_step_and_block_combinations_raise(
     steps: int, block_length: int | None, gen_start: int
@@ -302,3 +302,31 @@ def test_factories_and_unknown_names() -> None:
         make_token_chooser("greedy", beams=2)
     with pytest.raises(TypeError, match="tau"):
         make_remasking("random", tau=0.9)
+
+
+@pytest.mark.parametrize(
+    ("length", "gen_start", "steps", "block_length", "expected"),
+    [
+        (8, 0, 4, 4, [(0, 4, 2), (4, 8, 2)]),  # LLaDA's even plan
+        (8, 0, 5, 3, [(0, 3, 2), (3, 6, 2), (6, 8, 1)]),  # short last block, uneven steps
+        (10, 4, 3, None, [(4, 10, 3)]),
+    ],
+)
+def test_block_plan_covers_region_once(length, gen_start, steps, block_length, expected) -> None:
+    plan = block_plan(length, gen_start, steps, block_length)
+    assert plan == expected
+    assert sum(n for _, _, n in plan) == steps
+
+
+def test_uneven_blocks_fill_every_mask() -> None:
+    model = TableModel(length=10, vocab=4)
+    out = generate(
+        model,
+        torch.full((1, 10), MASK),
+        MASK,
+        steps=7,
+        chooser=Greedy(),
+        remasking=RandomRemasking(),
+        block_length=4,
+    ).tokens
+    assert not (out == MASK).any()

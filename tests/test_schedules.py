@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from llada.diffusion.losses import masked_nll_per_row, masked_token_nll, pretraining_elbo
-from llada.diffusion.noising import mask_tokens, sample_times
+from llada.diffusion.noising import mask_tokens, noise_batch, sample_times
 from llada.diffusion.schedules import (
     CosineSchedule,
     FixedRatioSchedule,
@@ -88,3 +88,50 @@ def test_masked_nll_per_row_equals_full_logits_path() -> None:
     masked = torch.rand(3, 7, generator=gen) < 0.5
     per_row = masked_nll_per_row(logits[masked], targets, masked)
     torch.testing.assert_close(per_row, masked_token_nll(logits, targets, masked).sum(dim=1))
+
+
+def test_antithetic_time_same_mean_lower_variance() -> None:
+    """Antithetic t keeps the loss estimate's mean and cuts the variance that comes from t.
+
+    The toy model is sure of the clean token in proportion to how much of its row is visible, so
+    its expected loss depends on t (as a real model's does; a context-free model's would not).
+    """
+    gen = torch.Generator().manual_seed(0)
+    vocab, length, batch = 7, 64, 16
+    ids = torch.randint(1, vocab, (batch, length), generator=gen)
+    truth = torch.nn.functional.one_hot(ids, vocab).float()  # (B, L, V)
+    schedule = LinearSchedule()
+
+    def estimate(antithetic: bool) -> float:
+        _, masked, t = noise_batch(ids, schedule, 0, antithetic=antithetic, generator=gen)
+        visible = 1.0 - masked.float().mean(dim=1)  # (B,)
+        logits = 4.0 * visible[:, None, None] * truth  # (B, L, V)
+        return float(pretraining_elbo(logits, ids, masked, schedule.loss_weight(t), ids.numel()))
+
+    iid = torch.tensor([estimate(False) for _ in range(1500)])
+    anti = torch.tensor([estimate(True) for _ in range(1500)])
+    stderr = (iid.var() / len(iid) + anti.var() / len(anti)).sqrt()
+    assert abs(iid.mean() - anti.mean()) < 3 * stderr
+    assert anti.var() < 0.8 * iid.var()
+
+
+def test_noise_never_masks_unmaskable_positions() -> None:
+    gen = torch.Generator().manual_seed(1)
+    for _ in range(50):
+        ids = torch.randint(2, 50, (4, 12), generator=gen)
+        maskable = torch.rand(4, 12, generator=gen) < 0.5
+        noisy, masked, _ = noise_batch(
+            ids, LinearSchedule(), 1, maskable=maskable, antithetic=True, generator=gen
+        )
+        assert not masked[~maskable].any()
+        assert torch.equal(noisy[~maskable], ids[~maskable])
+
+
+def test_full_range_ignores_training_t_range() -> None:
+    schedule = LinearSchedule(t_min=0.5, t_max=0.6)
+    ids = torch.randint(2, 50, (256, 4))
+    gen = torch.Generator().manual_seed(2)
+    _, _, t_train = noise_batch(ids, schedule, 1, generator=gen)
+    _, _, t_eval = noise_batch(ids, schedule, 1, full_range=True, generator=gen)
+    assert bool(((t_train >= 0.5) & (t_train <= 0.6)).all())
+    assert t_eval.min() < 0.1 and t_eval.max() > 0.9

@@ -26,6 +26,7 @@ from llada.diffusion.noising import noise_batch
 from llada.diffusion.remasking import make_remasking
 from llada.diffusion.sampling import GenerationResult, generate
 from llada.diffusion.schedules import LinearSchedule, MaskingSchedule
+from llada.diffusion.sft import drop_prompt_for_cfg, sft_loss
 from llada.diffusion.token_choice import make_token_chooser
 
 CHECKPOINT_KEY = "llada"
@@ -76,6 +77,7 @@ class DiffusionLM(L.LightningModule):
         val_seed: int = 1234,
         weight_decay: float = 0.1,
         loss_buckets: int = 10,
+        cfg_prompt_dropout: float = 0.0,
     ) -> None:
         super().__init__()
         if tokenizer.mask_token_id is None:
@@ -92,7 +94,7 @@ class DiffusionLM(L.LightningModule):
         )
         self.mask_id = int(tokenizer.mask_token_id)
         self.pad_id = tokenizer.pad_token_id
-        self.loss_buckets = loss_buckets
+        self.loss_buckets, self.cfg_prompt_dropout = loss_buckets, cfg_prompt_dropout
         self.last_validated_step = -1  # lets the train entry add a final validation if needed
         self.tokens_seen = 0  # per process; restored on resume via on_load_checkpoint
         self.val_nll, self.val_slots = SumMetric(), SumMetric()
@@ -103,7 +105,11 @@ class DiffusionLM(L.LightningModule):
         return self.backbone(input_ids, attention_mask)  # (B, L, V)
 
     def _weighted_nll(
-        self, input_ids: Tensor, attention_mask: Tensor | None, generator: torch.Generator | None
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor | None,
+        generator: torch.Generator | None,
+        full_range: bool = False,
     ) -> tuple[Tensor, Tensor, Tensor]:
         """One draw of the ELBO integrand. Returns (row_nll (B,), row_slots (B,), t (B,))."""
         maskable = attention_mask.bool() if attention_mask is not None else None
@@ -113,6 +119,7 @@ class DiffusionLM(L.LightningModule):
             self.mask_id,
             maskable=maskable,
             antithetic=self.antithetic_time,
+            full_range=full_range,
             generator=generator,
         )
         if getattr(self.backbone, "supports_output_mask", False):
@@ -135,6 +142,8 @@ class DiffusionLM(L.LightningModule):
 
     # --------------------------------------------------------------- training
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        if "prompt_mask" in batch:
+            return self._sft_step(batch)
         batch = self._maybe_random_length(batch)
         row_nll, slots, t = self._weighted_nll(
             batch["input_ids"], batch.get("attention_mask"), None
@@ -144,6 +153,25 @@ class DiffusionLM(L.LightningModule):
         self._log_loss_by_t(row_nll / slots, t)
         self.tokens_seen += int(slots.sum().item())
         self.log("train/tokens_seen", float(self.tokens_seen))
+        return loss
+
+    def _sft_step(self, batch: dict[str, Tensor]) -> Tensor:
+        """SFT (LLaDA eq. 5): the prompt is never masked; per-row response-length normalisation."""
+        input_ids, prompt_mask = batch["input_ids"], batch["prompt_mask"].bool()
+        if self.cfg_prompt_dropout > 0:
+            input_ids = drop_prompt_for_cfg(
+                input_ids, prompt_mask, self.mask_id, self.cfg_prompt_dropout
+            )
+        loss = sft_loss(
+            self,
+            input_ids,
+            prompt_mask,
+            self.mask_id,
+            self.schedule,
+            attention_mask=batch.get("attention_mask"),
+            antithetic=self.antithetic_time,
+        )
+        self.log("train/loss", loss, prog_bar=True)
         return loss
 
     def _log_loss_by_t(self, per_token: Tensor, t: Tensor) -> None:
@@ -166,7 +194,7 @@ class DiffusionLM(L.LightningModule):
         generator.manual_seed(self.val_seed + batch_idx)
         for _ in range(self.val_mc_samples):
             row_nll, slots, _ = self._weighted_nll(
-                batch["input_ids"], batch.get("attention_mask"), generator
+                batch["input_ids"], batch.get("attention_mask"), generator, full_range=True
             )
             per_token = row_nll / slots  # (B,)
             self.val_nll.update(row_nll.sum())

@@ -59,13 +59,19 @@ def noise_batch(
     *,
     maskable: Tensor | None = None,
     antithetic: bool = False,
+    full_range: bool = False,
     generator: torch.Generator | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Draw t per row and mask under `schedule`. Returns (noisy (B, L), masked (B, L), t (B,))."""
+    """Draw t per row and mask under `schedule`. Returns (noisy (B, L), masked (B, L), t (B,)).
+
+    Training draws t in the schedule's [t_min, t_max]; `full_range` draws t in [0, 1], which the
+    ELBO needs to be a bound (validation), whatever range training used.
+    """
+    t_min, t_max = (0.0, 1.0) if full_range else (schedule.t_min, schedule.t_max)
     t = sample_times(
         input_ids.shape[0],
-        t_min=schedule.t_min,
-        t_max=schedule.t_max,
+        t_min=t_min,
+        t_max=t_max,
         antithetic=antithetic,
         generator=generator,
         device=input_ids.device,

@@ -41,20 +41,32 @@ class GenerationResult:
     seconds: float
 
 
-def _block_layout(
+def block_plan(
     length: int, gen_start: int, steps: int, block_length: int | None
-) -> tuple[int, int, int]:
-    """(block_length, n_blocks, steps_per_block), validated so every block gets equal steps."""
+) -> list[tuple[int, int, int]]:
+    """[(start, end, steps)] per block of canvas[:, gen_start:length], decoded left to right.
+
+    Blocks are `block_length` long except the last, which takes the remainder (so any n_tokens
+    works). Steps are split over blocks like tokens over steps: steps // n_blocks each, the first
+    steps % n_blocks blocks one more; every block needs at least one step. With block_length
+    dividing the region and steps divisible by the block count this is LLaDA's plan exactly.
+    """
     if not 0 <= gen_start < length:
         raise ValueError(f"gen_start={gen_start} must be in [0, {length}) (canvas length)")
     region = length - gen_start
     block = region if block_length is None else block_length
-    if block < 1 or region % block != 0:
-        raise ValueError(f"block_length={block_length} must divide the generated length {region}")
-    n_blocks = region // block
-    if steps < 1 or steps % n_blocks != 0:
-        raise ValueError(f"steps={steps} must be a positive multiple of the {n_blocks} block(s)")
-    return block, n_blocks, steps // n_blocks
+    if block < 1:
+        raise ValueError(f"block_length must be >= 1 or null, got {block_length}")
+    starts = list(range(gen_start, length, block))
+    if steps < len(starts):
+        raise ValueError(
+            f"steps={steps} is fewer than the {len(starts)} block(s) of block_length={block}; "
+            "raise steps or block_length"
+        )
+    block_steps = tokens_per_step(torch.tensor([steps]), len(starts))[0].tolist()
+    return [
+        (start, min(start + block, length), n) for start, n in zip(starts, block_steps, strict=True)
+    ]
 
 
 def commit_top_k(scores: Tensor, k: Tensor) -> Tensor:
@@ -98,13 +110,12 @@ def generate(
     """
     started = time.perf_counter()
     length = canvas.shape[1]
-    block, n_blocks, block_steps = _block_layout(length, gen_start, steps, block_length)
+    plan = block_plan(length, gen_start, steps, block_length)
     canvas = canvas.clone()
     positions = torch.arange(length, device=canvas.device)  # (L,)
     nfe = 0
-    for block_index in range(n_blocks):
-        start = gen_start + block_index * block
-        in_block = (positions >= start) & (positions < start + block)  # (L,)
+    for start, end, block_steps in plan:
+        in_block = (positions >= start) & (positions < end)  # (L,)
         n_masked = ((canvas == mask_id) & in_block).sum(dim=1)  # (B,)
         schedule = tokens_per_step(n_masked, block_steps)  # (B, S_b)
         for step in range(block_steps):
