@@ -155,3 +155,32 @@ def test_log_likelihood_prefers_corpus_text_and_logs_t_buckets(trained: dict) ->
     torch.testing.assert_close(again, values)  # fixed seed: the same estimate
     header = (trained["run_dir"] / "metrics.csv").read_text().splitlines()[0]
     assert "train_loss_by_t/" in header
+
+
+def test_distilbert_pretrained_from_local_directory(tmp_path: Path) -> None:
+    """model.pretrained=<dir> brings weights and tokenizer (the hub path, exercised offline)."""
+    from transformers import BertTokenizerFast, DistilBertConfig, DistilBertForMaskedLM
+
+    words = sorted({w.lower() for w in (REPO / "README.md").read_text().split() if w.isalpha()})
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]
+    (tmp_path / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    tokenizer = BertTokenizerFast(vocab_file=str(tmp_path / "vocab.txt"))
+    pretrained = tmp_path / "distilbert"
+    tokenizer.save_pretrained(pretrained)
+    config = DistilBertConfig(vocab_size=len(vocab), dim=48, n_layers=1, n_heads=2, hidden_dim=96)
+    DistilBertForMaskedLM(config).save_pretrained(pretrained)
+
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose(
+            "train",
+            overrides=[
+                *TINY_RUN, "model=distilbert", f"model.pretrained={pretrained}",
+                "trainer.max_steps=2", f"run_dir={tmp_path / 'run'}",
+            ],
+        )  # fmt: skip
+    train(cfg)
+    model = DiffusionLM.load_from_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")
+    assert model.backbone.model.config.dim == 48  # the pretrained shape, not conf/model's
+    assert model.tokenizer.get_vocab() == tokenizer.get_vocab()
+    assert model.tokenizer.mask_token == "[MASK]"
+    assert isinstance(model.generate("the model", n_tokens=4, steps=4), str)
