@@ -161,3 +161,8 @@ class NativeTransformer(nn.Module):
         if output_mask is not None:
             x = x[output_mask]  # (N, dim)
         return self.lm_head(self.norm(x))  # (B, L, V) or (N, V)
+
+
+def fsdp_block_classes() -> set[type[nn.Module]]:
+    """Module types FSDP wraps one by one (its auto-wrap policy): one transformer block each."""
+    return {Block}

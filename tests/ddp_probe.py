@@ -1,0 +1,29 @@
+"""A callback for the DDP test: each rank writes what data it saw and a digest of its final weights."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import lightning as L
+import torch
+
+
+class RecordRankData(L.Callback):
+    def __init__(self, out_dir: str) -> None:
+        self.out_dir = Path(out_dir)
+        self.batches: list[str] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        ids = batch["input_ids"].cpu().numpy().tobytes()
+        self.batches.append(hashlib.sha256(ids).hexdigest())
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        digest = hashlib.sha256()
+        for name, tensor in sorted(pl_module.state_dict().items()):
+            digest.update(name.encode())
+            digest.update(tensor.detach().to(torch.float64).cpu().numpy().tobytes())
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        record = {"batches": self.batches, "weights": digest.hexdigest()}
+        (self.out_dir / f"rank{trainer.global_rank}.json").write_text(json.dumps(record))
