@@ -23,7 +23,7 @@ def test_ddp_two_cpu_processes_split_data_and_agree_on_weights(tmp_path: Path) -
             sys.executable, "-m", "llada.train", "trainer=ddp", "trainer.accelerator=cpu",
             "trainer.devices=2", "trainer.precision=32-true", *TINY_RUN,
             "trainer.max_steps=4", "trainer.val_check_interval=4",
-            "+callbacks.probe._target_=ddp_probe.RecordRankData", f"+callbacks.probe.out_dir={probe}",
+            "+callbacks.probe._target_=probes.RecordRankData", f"+callbacks.probe.out_dir={probe}",
             f"hydra.run.dir={tmp_path / 'run'}",
         ],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=300,

@@ -412,10 +412,15 @@ class DiffusionLM(L.LightningModule):
             "masking": self.schedule.recipe(),
             "generation": dict(self.generation_defaults),
             "tokens_seen": self.tokens_seen,
+            # The masking draws use the global RNG: restoring it makes a resumed run exact.
+            "torch_rng_state": torch.get_rng_state(),
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.tokens_seen = int(checkpoint.get(CHECKPOINT_KEY, {}).get("tokens_seen", 0))
+        meta = checkpoint.get(CHECKPOINT_KEY, {})
+        self.tokens_seen = int(meta.get("tokens_seen", 0))
+        if "torch_rng_state" in meta:
+            torch.set_rng_state(meta["torch_rng_state"].cpu())
 
     @classmethod
     def load_from_checkpoint(  # type: ignore[override]

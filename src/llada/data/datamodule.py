@@ -23,9 +23,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Sampler
 from transformers import PreTrainedTokenizerFast
 
+from llada.data.resumable import ResumableShuffleSampler
 from llada.data.tokenizer import ensure_mask_token, eos_id, text_digest, train_tokenizer
 
 __all__ = ["DATA_CACHE_VERSION", "TextDataModule", "collate_blocks", "split_documents"]
@@ -226,14 +227,15 @@ class TextDataModule(lightning.LightningDataModule):
         self.train_dataset = loaded["train"].with_format("torch")
         self.val_dataset = loaded["validation"].with_format("torch")
 
-    def _loader(self, dataset: datasets.Dataset, shuffle: bool) -> DataLoader:
-        generator = torch.Generator().manual_seed(self.seed) if shuffle else None
+    def _loader(self, dataset: datasets.Dataset, sampler: Sampler[int] | None) -> DataLoader:
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
-            shuffle=shuffle,
-            drop_last=shuffle,
-            generator=generator,
+            sampler=sampler,
+            drop_last=sampler is not None,
+            # Its own generator: creating an iterator would otherwise draw from the global RNG,
+            # which the masking uses, and a resumed run would drift from an uninterrupted one.
+            generator=torch.Generator().manual_seed(self.seed),
             num_workers=self.num_workers,
             collate_fn=collate_blocks,
             persistent_workers=self.num_workers > 0,
@@ -246,11 +248,29 @@ class TextDataModule(lightning.LightningDataModule):
             raise ValueError(
                 f"train split has {len(train)} blocks, fewer than batch_size={self.batch_size}"
             )
-        return self._loader(train, shuffle=True)
+        epoch, start_batch = self._resume_point()
+        sampler = ResumableShuffleSampler(
+            len(train), self.seed, epoch=epoch, start_index=start_batch * self.batch_size
+        )
+        return self._loader(train, sampler)
+
+    def _resume_point(self) -> tuple[int, int]:
+        """(epoch, batches already trained in it), from the optimizer steps taken so far.
+
+        Lightning restores the step count from the checkpoint before it asks for the train
+        dataloader, so a resumed run continues with the very next batch (checkpoints are written
+        at optimizer-step boundaries, so no accumulation is half done).
+        """
+        trainer = getattr(self, "trainer", None)
+        if trainer is None or trainer.global_step == 0:
+            return 0, 0
+        batches_per_epoch = len(_require(self.train_dataset, "setup()")) // self.batch_size
+        consumed = trainer.global_step * trainer.accumulate_grad_batches
+        return divmod(consumed, batches_per_epoch)
 
     def val_dataloader(self) -> DataLoader:
         """In order, every validation block (last batch may be smaller)."""
-        return self._loader(_require(self.val_dataset, "setup()"), shuffle=False)
+        return self._loader(_require(self.val_dataset, "setup()"), sampler=None)
 
     def unigram_perplexity(self) -> float:
         """Validation perplexity of a unigram model fit on the train blocks (add-one smoothing).

@@ -1,9 +1,11 @@
-"""A callback for the DDP test: each rank writes what data it saw and a digest of its final weights."""
+"""Test-only callbacks loaded by the CLI through `+callbacks.<name>._target_=probes.<Class>`."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import signal
 from pathlib import Path
 
 import lightning as L
@@ -27,3 +29,14 @@ class RecordRankData(L.Callback):
         self.out_dir.mkdir(parents=True, exist_ok=True)
         record = {"batches": self.batches, "weights": digest.hexdigest()}
         (self.out_dir / f"rank{trainer.global_rank}.json").write_text(json.dumps(record))
+
+
+class KillAtStep(L.Callback):
+    """SIGKILL this very process once training reaches `step`: a real crash, no cleanup runs."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step >= self.step:
+            os.kill(os.getpid(), signal.SIGKILL)
