@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,8 @@ import lightning as L
 from lightning.pytorch.utilities import rank_zero_only
 from rich.console import Console
 from rich.panel import Panel
+
+from llada.ema import find_ema
 
 
 def write_jsonl_atomic(path: Path, records: list[dict[str, Any]]) -> None:
@@ -43,8 +46,10 @@ class WriteSamples(L.Callback):
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         jobs: list[str | None] = [None] * self.num_samples + list(self.prompts)
         records = []
+        ema = find_ema(trainer)
         for index, prompt in enumerate(jobs):
-            out = pl_module.generate_with_info(prompt, seed=self.seed + index)
+            with ema.averaged(pl_module) if ema else nullcontext():
+                out = pl_module.generate_with_info(prompt, seed=self.seed + index)
             records.append(
                 {
                     "prompt": prompt,

@@ -28,6 +28,7 @@ from llada.diffusion.sampling import GenerationResult, generate
 from llada.diffusion.schedules import LinearSchedule, MaskingSchedule
 from llada.diffusion.sft import drop_prompt_for_cfg, sft_loss
 from llada.diffusion.token_choice import make_token_chooser
+from llada.ema import EMA_KEY
 
 CHECKPOINT_KEY = "llada"
 CHECKPOINT_FORMAT = 1
@@ -424,9 +425,16 @@ class DiffusionLM(L.LightningModule):
 
     @classmethod
     def load_from_checkpoint(  # type: ignore[override]
-        cls, checkpoint_path: str | Path, map_location: str | torch.device = "cpu", **kwargs: Any
+        cls,
+        checkpoint_path: str | Path,
+        map_location: str | torch.device = "cpu",
+        use_ema: bool = True,
+        **kwargs: Any,
     ) -> DiffusionLM:
-        """Rebuild a model from a `.ckpt` alone. Safe: tensors and plain data only, no pickled code."""
+        """Rebuild a model from a `.ckpt` alone. Safe: tensors and plain data only, no pickled code.
+
+        With `use_ema` (default) the averaged weights are loaded when the run kept an EMA.
+        """
         path = Path(checkpoint_path).expanduser()
         if not path.is_file():
             raise FileNotFoundError(
@@ -452,4 +460,6 @@ class DiffusionLM(L.LightningModule):
             **kwargs,
         )
         model.load_state_dict(checkpoint["state_dict"])
+        if use_ema and EMA_KEY in checkpoint:
+            model.load_state_dict(checkpoint[EMA_KEY], strict=False)
         return model.to(map_location).eval()

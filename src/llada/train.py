@@ -69,6 +69,18 @@ def build_model(cfg: DictConfig, tokenizer: Any) -> DiffusionLM:
     )
 
 
+def apply_global_batch_size(trainer: L.Trainer, batch_size: int, global_batch_size: int) -> None:
+    """Express the batch once: gradient accumulation = global / (per-device batch x processes)."""
+    per_step = batch_size * trainer.num_devices * trainer.num_nodes
+    if global_batch_size % per_step:
+        raise ValueError(
+            f"global_batch_size={global_batch_size} is not a multiple of data.batch_size "
+            f"({batch_size}) x devices ({trainer.num_devices}) x nodes ({trainer.num_nodes}) = "
+            f"{per_step}; change one of them"
+        )
+    trainer.accumulate_grad_batches = global_batch_size // per_step
+
+
 def finish_with_validation(trainer: L.Trainer, model: DiffusionLM, datamodule: Any) -> None:
     """Validate and checkpoint the final weights when the last step was not a validation step.
 
@@ -105,12 +117,14 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     trainer: L.Trainer = instantiate(
         cfg.trainer, callbacks=callbacks, logger=loggers or False, default_root_dir=str(run_dir)
     )
+    if cfg.get("global_batch_size"):
+        apply_global_batch_size(trainer, cfg.data.batch_size, cfg.global_batch_size)
     for logger in trainer.loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
-    finish_with_validation(trainer, model, datamodule)
-
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    finish_with_validation(trainer, model, datamodule)
+    metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
     if trainer.is_global_zero and "val/ppl" in metrics:
         metrics["unigram_ppl"] = datamodule.unigram_perplexity()
         print(
