@@ -184,3 +184,17 @@ def test_distilbert_pretrained_from_local_directory(tmp_path: Path) -> None:
     assert model.tokenizer.get_vocab() == tokenizer.get_vocab()
     assert model.tokenizer.mask_token == "[MASK]"
     assert isinstance(model.generate("the model", n_tokens=4, steps=4), str)
+
+
+@pytest.mark.parametrize(
+    "strategy", ["random", "low_confidence", "margin", "entropy", "threshold", "remdm"]
+)
+def test_every_remasking_strategy_through_the_module(trained: dict, strategy: str) -> None:
+    model = DiffusionLM.load_from_checkpoint(trained["run_dir"] / "checkpoints" / "last.ckpt")
+    out = model.generate_with_info(
+        "the", 8, steps=8, remasking=strategy, seed=0, record=True, eos_last=True, cfg_scale=0.5
+    )
+    assert isinstance(out.texts[0], str)
+    assert len(out.trajectory) >= 1
+    assert not bool((out.trajectory[-1] == model.mask_id).any())  # every mask filled
+    assert out.nfe >= 2  # guidance doubles the passes

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
+import math
+
 import pytest
 import torch
 from torch import Tensor
@@ -11,7 +14,15 @@ from llada.diffusion.remasking import (
     RandomRemasking,
     make_remasking,
 )
-from llada.diffusion.sampling import block_plan, commit_top_k, generate, tokens_per_step
+from llada.diffusion.sampling import (
+    GenerationResult,
+    block_plan,
+    commit_top_k,
+    generate,
+    schedule_tokens_per_step,
+    tokens_per_step,
+)
+from llada.diffusion.schedules import CosineSchedule, PowerSchedule
 from llada.diffusion.token_choice import Greedy, Multinomial, make_token_chooser
 
 MASK = 99  # outside the toy vocabularies, so a committed token is never the mask id
@@ -296,8 +307,8 @@ def test_factories_and_unknown_names() -> None:
     assert isinstance(make_remasking("low_confidence"), LowConfidenceRemasking)
     with pytest.raises(ValueError, match=r"beam.*greedy.*multinomial"):
         make_token_chooser("beam")
-    with pytest.raises(ValueError, match=r"margin.*random.*low_confidence"):
-        make_remasking("margin")
+    with pytest.raises(ValueError, match=r"beam.*random.*low_confidence.*margin.*threshold.*remdm"):
+        make_remasking("beam")
     with pytest.raises(TypeError, match="beams"):
         make_token_chooser("greedy", beams=2)
     with pytest.raises(TypeError, match="tau"):
@@ -330,3 +341,195 @@ def test_uneven_blocks_fill_every_mask() -> None:
         block_length=4,
     ).tokens
     assert not (out == MASK).any()
+
+
+def test_schedule_tokens_per_step_hand_examples() -> None:
+    linear = schedule_tokens_per_step(torch.tensor([5]), 3, lambda t: t)
+    assert linear.tolist() == [[2, 2, 1]]  # 5 * 1/3 -> 2, 3 * 1/2 -> 2, the rest
+    # Cosine, 2 steps: m(1/2) = 1 - cos(pi/4) ~ 0.293, so 10 * 0.707 -> 7 first.
+    cosine = schedule_tokens_per_step(
+        torch.tensor([10]), 2, lambda t: 1 - torch.cos(math.pi / 2 * t)
+    )
+    assert cosine.tolist() == [[7, 3]]
+    # t**2, 3 steps: 9 * (1 - 4/9) = 5, then 4 * (1 - 1/4) = 3, then 1.
+    square = schedule_tokens_per_step(torch.tensor([9]), 3, lambda t: t**2)
+    assert square.tolist() == [[5, 3, 1]]
+
+
+@pytest.mark.parametrize(
+    "mask_prob",
+    [
+        lambda t: t,
+        CosineSchedule().mask_prob,
+        PowerSchedule(k=3.0).mask_prob,
+        PowerSchedule(k=0.5, eps=0.0).mask_prob,
+        lambda t: torch.ones_like(t),  # flat: everything waits for the last step
+    ],
+)
+def test_schedule_tokens_per_step_sums_and_never_skips_the_last_step(mask_prob) -> None:
+    n_masked = torch.arange(0, 70)  # (B,)
+    for steps in (1, 2, 3, 7, 16):
+        k = schedule_tokens_per_step(n_masked, steps, mask_prob)
+        assert k.shape == (70, steps) and k.dtype == torch.long
+        assert (k >= 0).all() and torch.equal(k.sum(dim=1), n_masked)
+        assert (k[1:, -1] >= 1).all()  # every row with masks commits at the last step
+
+
+def test_schedule_tokens_per_step_is_the_linear_rule_within_rounding() -> None:
+    n_masked = torch.arange(0, 200)
+    for steps in range(1, 17):
+        k = schedule_tokens_per_step(n_masked, steps, lambda t: t)
+        linear = tokens_per_step(n_masked, steps)
+        assert (k - linear).abs().max() <= 1
+        exact = n_masked[:, None] * torch.arange(1, steps + 1) / steps  # (B, S) ideal cumulative
+        assert (k.cumsum(dim=1) - exact).abs().max() <= 2.5
+
+
+def test_cosine_schedule_commits_more_early_than_late() -> None:
+    k = schedule_tokens_per_step(torch.tensor([64]), 8, CosineSchedule().mask_prob)[0]
+    assert k[0] > k[-2] and k.tolist() == sorted(k.tolist(), reverse=True)
+
+
+def test_generate_follows_the_schedule_per_row() -> None:
+    model = TableModel(length=12, vocab=9)
+    canvas = torch.full((2, 12), MASK)
+    canvas[1, ::3] = 4  # row 1: 8 masks, row 0: 12
+    mask_prob = PowerSchedule(k=2.0).mask_prob
+    result = generate(
+        model,
+        canvas,
+        MASK,
+        steps=4,
+        chooser=Greedy(),
+        remasking=LowConfidenceRemasking(),
+        mask_prob=mask_prob,
+        record=True,
+    )
+    masks = torch.stack([(s == MASK).sum(1) for s in [canvas, *result.trajectory]])  # (S+1, B)
+    committed = (masks[:-1] - masks[1:]).T  # (B, S)
+    assert torch.equal(committed, schedule_tokens_per_step(torch.tensor([12, 8]), 4, mask_prob))
+    assert not torch.equal(committed, tokens_per_step(torch.tensor([12, 8]), 4))
+
+
+def test_steps_that_commit_nothing_reuse_logits() -> None:
+    # m = 1 until t = 1/2: the first two of four steps commit nothing, so only the first and the
+    # last step run the model; the two idle steps reuse the first step's logits.
+    model = TableModel(length=8, vocab=5)
+
+    def late(t: Tensor) -> Tensor:
+        return torch.where(t >= 0.5, torch.ones_like(t), 2 * t)
+
+    result = generate(
+        model,
+        torch.full((1, 8), MASK),
+        MASK,
+        steps=4,
+        chooser=Multinomial(),
+        remasking=RandomRemasking(),
+        mask_prob=late,
+        generator=torch.Generator().manual_seed(0),
+        record=True,
+    )
+    assert len(result.trajectory) == 4
+    assert result.nfe == 2 == len(model.canvases)
+    assert [int((s == MASK).sum()) for s in result.trajectory] == [8, 8, 4, 0]
+    assert not (result.tokens == MASK).any()
+
+
+class Hesitant(LowConfidenceRemasking):
+    """Commits nothing on every other step: a strategy-made idle step."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def commit_count(self, score: Tensor, eligible: Tensor, planned_k: Tensor) -> Tensor:
+        self.calls += 1
+        return planned_k if self.calls % 2 == 0 else torch.zeros_like(planned_k)
+
+
+def test_idle_strategy_steps_reuse_logits_and_overtime_finishes() -> None:
+    model = TableModel(length=6, vocab=5)
+    result = generate(
+        model,
+        torch.full((2, 6), MASK),
+        MASK,
+        steps=6,
+        chooser=Greedy(),
+        remasking=Hesitant(),
+        record=True,
+    )
+    assert not (result.tokens == MASK).any()
+    states = [torch.full((2, 6), MASK), *result.trajectory]
+    changed = sum(not torch.equal(a, b) for a, b in itertools.pairwise(states))
+    assert result.nfe == len(model.canvases) == changed < len(result.trajectory)
+    for first, second in itertools.pairwise(model.canvases):
+        assert not torch.equal(first, second)  # never two passes over the same canvas
+
+
+class Stubborn(LowConfidenceRemasking):
+    """Never wants to commit: generate must still finish the block (one commit per extra step)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def commit_count(self, score: Tensor, eligible: Tensor, planned_k: Tensor) -> Tensor:
+        self.calls += 1
+        if self.calls > 100:
+            raise RuntimeError("generate keeps stepping without progress")
+        return torch.zeros_like(planned_k)
+
+
+def test_steps_past_the_plan_always_make_progress() -> None:
+    model = TableModel(length=4, vocab=5)
+    result = generate(
+        model,
+        torch.full((1, 4), MASK),
+        MASK,
+        steps=2,
+        chooser=Greedy(),
+        remasking=Stubborn(),
+        record=True,
+    )
+    assert not (result.tokens == MASK).any()
+    assert [int((s == MASK).sum()) for s in result.trajectory] == [4, 4, 3, 2, 1, 0]
+    assert result.nfe == 4  # the two idle planned steps and the first extra one share logits
+
+
+def test_trajectory_has_one_monotone_canvas_per_step() -> None:
+    model = TableModel(length=10, vocab=6)
+    canvas = masked_canvas(batch=2, length=10, prompt=2)
+    result = generate(
+        model,
+        canvas,
+        MASK,
+        steps=4,
+        chooser=Greedy(),
+        remasking=LowConfidenceRemasking(),
+        block_length=4,
+        gen_start=2,
+        record=True,
+    )
+    assert len(result.trajectory) == len(result.confidences) == 4 == result.nfe
+    assert torch.equal(result.trajectory[-1], result.tokens)
+    previous = canvas
+    for state, confidence in zip(result.trajectory, result.confidences, strict=True):
+        assert state.shape == confidence.shape == (2, 10) and state.device.type == "cpu"
+        assert confidence.dtype == torch.float32
+        kept = previous != MASK
+        assert torch.equal(state[kept], previous[kept])  # committed tokens never change
+        assert (state == MASK).sum() < (previous == MASK).sum()
+        predicted = ~torch.isnan(confidence)
+        assert (previous[predicted] == MASK).all()  # scores only where something was predicted
+        assert ((confidence[predicted] > 0) & (confidence[predicted] <= 1)).all()
+        previous = state
+    assert torch.isnan(result.confidences[0][:, 6:]).all()  # second block not predicted yet
+    plain = generate(model, canvas, MASK, steps=4, chooser=Greedy(), remasking=RandomRemasking())
+    assert plain.trajectory == [] and plain.confidences == []
+
+
+def test_generation_result_keeps_its_old_constructor() -> None:
+    result = GenerationResult(torch.zeros(1, 2), 3, 0.5)
+    assert result.trajectory == [] and result.confidences == []
+    assert GenerationResult(torch.zeros(1, 2), 1, 0.0).trajectory is not result.trajectory

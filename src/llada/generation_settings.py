@@ -10,7 +10,10 @@ from omegaconf import DictConfig, OmegaConf
 def generation_settings(
     sampler: DictConfig | dict | None, remasking: DictConfig | dict | None
 ) -> dict[str, Any]:
-    """{"sampler": name, "remasking": name, steps, n_tokens, ...}; missing groups give {}."""
+    """{"sampler": name, steps, n_tokens, ..., "remasking": name, "remasking_options": {...}}.
+
+    Missing groups give no keys, so the checkpoint's own settings apply.
+    """
     settings: dict[str, Any] = {}
     if sampler is not None:
         sampler_dict = dict(OmegaConf.to_container(OmegaConf.create(sampler), resolve=True))
@@ -19,6 +22,5 @@ def generation_settings(
     if remasking is not None:
         remasking_dict = dict(OmegaConf.to_container(OmegaConf.create(remasking), resolve=True))
         settings["remasking"] = remasking_dict.pop("name")
-        if remasking_dict:
-            raise ValueError(f"remasking options {sorted(remasking_dict)} are not supported yet")
+        settings["remasking_options"] = remasking_dict  # e.g. threshold, sigma
     return settings

@@ -42,6 +42,10 @@ DEFAULT_GENERATION: dict[str, Any] = {
     "temperature": 1.0,
     "top_k": None,
     "top_p": None,
+    "cfg_scale": 0.0,  # classifier-free guidance weight w (LLaDA's (w + 1) convention); 0 = off
+    "eos_last": False,  # EOS predictions commit last
+    "forbid_eos": False,  # never generate EOS
+    "remasking_options": {},  # e.g. {"threshold": 0.9} for remasking="threshold"
 }
 
 
@@ -55,6 +59,7 @@ class Generation:
     nfe: int
     seconds: float
     settings: dict[str, Any] = field(default_factory=dict)
+    trajectory: list[Tensor] = field(default_factory=list)  # canvas per step when record=True
 
     @property
     def tokens_per_second(self) -> float:
@@ -285,6 +290,7 @@ class DiffusionLM(L.LightningModule):
         num_samples: int = 1,
         seed: int | None = None,
         stop_at_eos: bool = True,
+        record: bool = False,
         **settings: Any,
     ) -> Generation:
         """Like `generate`, plus the ids, NFE (forward passes), wall seconds and settings used."""
@@ -308,12 +314,15 @@ class DiffusionLM(L.LightningModule):
             top_k=options["top_k"],
             top_p=options["top_p"],
         )
-        remasking = make_remasking(options["remasking"])
+        remasking = make_remasking(options["remasking"], **(options["remasking_options"] or {}))
         generator = None
         if seed is not None:
             generator = torch.Generator(device=self.device)
             generator.manual_seed(seed)
         canvas, attention = self._canvas(prompts, n_tokens)
+        eos = eos_id(self.tokenizer)
+        prompt_mask = attention.bool().clone()  # (B, L): the real prompt tokens
+        prompt_mask[:, canvas.shape[1] - n_tokens :] = False
         was_training = self.training
         self.eval()
         try:
@@ -328,6 +337,12 @@ class DiffusionLM(L.LightningModule):
                 block_length=options["block_length"],
                 gen_start=canvas.shape[1] - n_tokens,
                 generator=generator,
+                eos_id=eos,
+                eos_last=bool(options["eos_last"]),
+                forbid_ids=(eos,) if options["forbid_eos"] else (),
+                cfg_scale=float(options["cfg_scale"]),
+                prompt_mask=prompt_mask,
+                record=record,
             )
         finally:
             self.train(was_training)
@@ -339,6 +354,7 @@ class DiffusionLM(L.LightningModule):
             nfe=result.nfe,
             seconds=result.seconds,
             settings=options,
+            trajectory=result.trajectory,
         )
 
     def generate(
@@ -347,8 +363,9 @@ class DiffusionLM(L.LightningModule):
         """Text after the prompt: a str for one prompt (or None), a list for a list of prompts.
 
         Options (defaults from the run's `sampler`/`remasking` config): steps, block_length,
-        sampler="greedy"|"multinomial", remasking="low_confidence"|"random", temperature, top_k,
-        top_p, seed, num_samples (with an unconditional or single prompt returns a list if > 1).
+        sampler="greedy"|"multinomial", remasking="low_confidence"|"random"|"margin"|"entropy"|
+        "threshold"|"remdm" (+ remasking_options={...}), temperature, top_k, top_p, cfg_scale,
+        eos_last, forbid_eos, seed, num_samples (a list when > 1).
         """
         out = self.generate_with_info(prompt, n_tokens, **kwargs)
         single = not isinstance(prompt, list) and kwargs.get("num_samples", 1) == 1

@@ -1,22 +1,25 @@
-"""The model-agnostic reverse process: fill a masked canvas in `steps` forward passes.
+"""The model-agnostic reverse process: fill a masked canvas block by block, a few tokens per step.
 
 Works with any `logits_fn(canvas, attention_mask) -> logits`, so native and Hugging Face models,
-token choosers and remasking strategies can be mixed freely (ALGORITHMS.md section 4).
+token choosers, remasking strategies, guidance and step schedules can be mixed freely
+(ALGORITHMS.md section 4).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 
-from llada.diffusion.remasking import Remasking
-from llada.diffusion.token_choice import TokenChooser
+from llada.diffusion.guidance import LogitsFn, guided_logits
+from llada.diffusion.remasking import Remasking, commit_top_k
+from llada.diffusion.token_choice import TokenChooser, forbid_tokens
 
-LogitsFn = Callable[[Tensor, Tensor | None], Tensor]
+MaskProb = Callable[[Tensor], Tensor]
+StepPlan = Callable[[Tensor, int], Tensor]
 
 
 def tokens_per_step(n_masked: Tensor, steps: int) -> Tensor:
@@ -32,13 +35,46 @@ def tokens_per_step(n_masked: Tensor, steps: int) -> Tensor:
     return base + (step_index < remainder).long()  # (B, S)
 
 
+def schedule_tokens_per_step(n_masked: Tensor, steps: int, mask_prob: MaskProb) -> Tensor:
+    """Tokens to commit per step when the masks follow a schedule m(t) instead of a straight line.
+
+    Time runs 1 -> 0 on a uniform grid of `steps` intervals; a step from t to s commits
+    round(remaining * (1 - m(s)/m(t))) (half up) of the masks still there, keeping one back for the
+    last step, which commits all that remain. n_masked (B,) long -> (B, steps) long; rows sum to M.
+    For m(t) = t this is LLaDA's linear rule up to rounding.
+    """
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    grid = 1.0 - torch.arange(steps + 1, dtype=torch.float64) / steps  # (S+1,) t_0 = 1 ... t_S = 0
+    m = mask_prob(grid).to(torch.float64).cpu()  # (S+1,)
+    # Fraction of the current masks that stay masked after each step; a flat or rising m keeps all.
+    stay = torch.where(m[:-1] > 0, m[1:] / m[:-1].clamp_min(1e-300), 0.0).clamp(0.0, 1.0)  # (S,)
+    remaining = n_masked.clone()  # (B,)
+    counts = []
+    for step in range(steps):
+        if step == steps - 1:
+            k = remaining
+        else:
+            # +1e-9: 1 - (S-i-1)/(S-i) in floating point must not round 1.5 down to 1.
+            share = remaining.double() * (1.0 - stay[step].item())
+            k = torch.floor(share + 0.5 + 1e-9).long()
+            k = torch.minimum(k, (remaining - 1).clamp_min(0))  # never 0 at the last step
+        counts.append(k)
+        remaining = remaining - k
+    return torch.stack(counts, dim=1)  # (B, S)
+
+
 @dataclass
 class GenerationResult:
-    """Final canvas plus the cost of getting there."""
+    """Final canvas plus the cost of getting there (and, when recorded, the path)."""
 
     tokens: Tensor  # (B, L) final canvas
-    nfe: int  # forward passes
+    nfe: int  # network evaluations; a CFG step costs 2
     seconds: float
+    trajectory: list[Tensor] = field(default_factory=list)  # canvas (B, L) after each step, CPU
+    confidences: list[Tensor] = field(
+        default_factory=list
+    )  # (B, L) float32 per step, NaN off-block
 
 
 def block_plan(
@@ -69,23 +105,37 @@ def block_plan(
     ]
 
 
-def commit_top_k(scores: Tensor, k: Tensor) -> Tensor:
-    """Bool (B, L) selecting each row's k[b] highest scores (ties broken by position), no row loop.
-
-    scores (B, L) with -inf where nothing may be committed; k (B,) long.
-    """
-    order = torch.sort(scores, dim=1, descending=True, stable=True).indices  # (B, L)
-    positions = torch.arange(scores.shape[1], device=scores.device).expand_as(order)  # (B, L)
-    rank = torch.empty_like(order).scatter_(1, order, positions)  # (B, L) rank of each position
-    return rank < k.unsqueeze(1)
-
-
 def _eligible_scores(score: Tensor, eligible: Tensor) -> Tensor:
     """score (B, L) as float32 with -inf off `eligible`; eligible ones always rank above them."""
     finite = torch.finfo(torch.float32)
     # A strategy may score a masked position -inf or NaN; it must still outrank ineligible ones.
     score = score.float().nan_to_num(nan=finite.min, posinf=finite.max, neginf=finite.min)
     return score.masked_fill(~eligible, float("-inf"))  # (B, L)
+
+
+def _filtered_logits(logits: Tensor, mask_id: int, forbid_ids: Sequence[int]) -> Tensor:
+    """Logits (B, L, V) no chooser can turn into the mask id or a forbidden token."""
+    if 0 <= mask_id < logits.shape[-1]:
+        logits = forbid_tokens(logits, [mask_id])  # a committed token must never be the mask itself
+    return forbid_tokens(logits, forbid_ids)
+
+
+def _check_options(
+    canvas: Tensor,
+    eos_id: int | None,
+    eos_last: bool,
+    cfg_scale: float,
+    prompt_mask: Tensor | None,
+) -> None:
+    if eos_last and eos_id is None:
+        raise ValueError("eos_last=True needs eos_id (the end-of-sequence token id)")
+    if cfg_scale < 0:
+        raise ValueError(f"cfg_scale must be >= 0 (0 is off), got {cfg_scale}")
+    if prompt_mask is not None and prompt_mask.shape != canvas.shape:
+        raise ValueError(
+            f"prompt_mask shape {tuple(prompt_mask.shape)} must equal canvas shape "
+            f"{tuple(canvas.shape)}"
+        )
 
 
 @torch.no_grad()
@@ -101,36 +151,97 @@ def generate(
     block_length: int | None = None,
     gen_start: int = 0,
     generator: torch.Generator | None = None,
+    eos_id: int | None = None,
+    eos_last: bool = False,
+    forbid_ids: Sequence[int] = (),
+    cfg_scale: float = 0.0,
+    prompt_mask: Tensor | None = None,
+    mask_prob: MaskProb | None = None,
+    record: bool = False,
 ) -> GenerationResult:
     """Fill the masks in canvas[:, gen_start:] block by block, committing k_s tokens per step.
 
     canvas (B, L) long, left-padded by the caller; attention_mask (B, L) is passed to logits_fn.
-    A block with no masks left costs no forward pass, so nfe <= steps (== steps when every
-    block has at least as many masks as steps).
+    - k_s: LLaDA's linear rule, or `schedule_tokens_per_step` with `mask_prob` m(t); the remasking
+      strategy may override it (`commit_count`, e.g. threshold). A block whose planned steps are
+      spent but still has masks keeps stepping, at least one commit per step, until it is full.
+    - Remasking strategies may mask committed tokens of the block again (`remask`, e.g. remdm),
+      never on a block's last planned step; the next step commits that many more.
+    - eos_last: EOS predictions get the lowest confidence, so EOS commits after everything else;
+      forbid_ids: those tokens get logit -inf before the choice.
+    - cfg_scale w > 0: classifier-free guidance against the canvas with `prompt_mask` positions
+      masked (default: every position given at the start, as in LLaDA); see `guided_logits`.
+    - A step that changes nothing leaves the canvas as it was, so the next step reuses its logits
+      (the model has no time input). A block with no masks costs nothing.
+    nfe counts network evaluations per row: 1 per forward pass, 2 per guided pass.
+    record=True fills `trajectory` (canvas after each step) and `confidences` (the strategy's raw
+    score of each position predicted that step, NaN elsewhere), both on the CPU.
     """
     started = time.perf_counter()
+    _check_options(canvas, eos_id, eos_last, cfg_scale, prompt_mask)
     length = canvas.shape[1]
     plan = block_plan(length, gen_start, steps, block_length)
+    step_plan: StepPlan = (
+        tokens_per_step
+        if mask_prob is None
+        else lambda n, s: schedule_tokens_per_step(n, s, mask_prob)
+    )
     canvas = canvas.clone()
     positions = torch.arange(length, device=canvas.device)  # (L,)
-    nfe = 0
+    generated = (canvas == mask_id) & (positions >= gen_start)  # (B, L) what this call fills
+    if cfg_scale > 0 and prompt_mask is None:
+        prompt_mask = canvas != mask_id  # (B, L) everything given is conditioning (LLaDA)
+    commit_score = torch.full(canvas.shape, float("nan"), device=canvas.device)  # (B, L)
+    lowest = torch.finfo(torch.float32).min
+    result = GenerationResult(tokens=canvas, nfe=0, seconds=0.0)
+    logits: Tensor | None = None  # valid for the current canvas; None once it changes
     for start, end, block_steps in plan:
         in_block = (positions >= start) & (positions < end)  # (L,)
-        n_masked = ((canvas == mask_id) & in_block).sum(dim=1)  # (B,)
-        schedule = tokens_per_step(n_masked, block_steps)  # (B, S_b)
-        for step in range(block_steps):
+        schedule = step_plan(((canvas == mask_id) & in_block).sum(dim=1), block_steps)  # (B, S_b)
+        carry = torch.zeros(canvas.shape[0], dtype=torch.long, device=canvas.device)  # (B,)
+        step = 0
+        while True:
             eligible = (canvas == mask_id) & in_block  # (B, L)
             if not eligible.any():
-                break  # block already full: further passes could commit nothing
-            logits = logits_fn(canvas, attention_mask)  # (B, L, V)
-            nfe += 1
-            if mask_id < logits.shape[-1]:
-                # A committed token must never be the mask itself.
-                logits = logits.clone()
-                logits[..., mask_id] = float("-inf")
+                break  # block full: further passes could commit nothing
+            if logits is None:
+                raw_logits, evaluations = guided_logits(
+                    logits_fn,
+                    canvas,
+                    attention_mask,
+                    mask_id=mask_id,
+                    prompt_mask=prompt_mask,
+                    scale=cfg_scale,
+                )  # (B, L, V)
+                logits = _filtered_logits(raw_logits, mask_id, forbid_ids)
+                result.nfe += evaluations
             tokens = chooser.choose(logits, generator)  # (B, L)
-            score = remasking.confidence(logits, tokens, generator)  # (B, L)
+            raw_score = remasking.confidence(logits, tokens, generator).float()  # (B, L)
+            score = raw_score
+            if eos_last:
+                score = score.masked_fill(tokens == eos_id, lowest)
             score = _eligible_scores(score, eligible)  # (B, L)
-            commit = commit_top_k(score, schedule[:, step]) & eligible  # (B, L)
+            planned = schedule[:, step] + carry if step < block_steps else eligible.sum(dim=1)
+            count = remasking.commit_count(score, eligible, planned)  # (B,)
+            if step >= block_steps:
+                count = count.clamp_min(1)  # overtime: guarantee progress
+            commit = commit_top_k(score, count) & eligible  # (B, L)
             canvas = torch.where(commit, tokens, canvas)
-    return GenerationResult(tokens=canvas, nfe=nfe, seconds=time.perf_counter() - started)
+            commit_score = torch.where(commit, raw_score, commit_score)
+            remask = torch.zeros_like(commit)
+            if step < block_steps - 1:
+                candidates = generated & in_block & (canvas != mask_id) & ~commit  # (B, L)
+                remask = remasking.remask(commit_score, candidates, generator) & candidates
+                canvas = canvas.masked_fill(remask, mask_id)
+            carry = remask.sum(dim=1)
+            if commit.any() or remask.any():
+                logits = None
+            if record:
+                result.trajectory.append(canvas.detach().to("cpu", copy=True))
+                result.confidences.append(
+                    raw_score.masked_fill(~eligible, float("nan")).detach().to("cpu", copy=True)
+                )
+            step += 1
+    result.tokens = canvas
+    result.seconds = time.perf_counter() - started
+    return result

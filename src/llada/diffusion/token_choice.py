@@ -6,6 +6,7 @@ can be paired with any remasking strategy.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import ClassVar, Protocol
 
 import torch
@@ -16,6 +17,21 @@ class TokenChooser(Protocol):
     """Anything with `choose`; lets `generate` accept choosers added later."""
 
     def choose(self, logits: Tensor, generator: torch.Generator | None = None) -> Tensor: ...
+
+
+def forbid_tokens(logits: Tensor, ids: Sequence[int]) -> Tensor:
+    """logits (B, L, V) with the given token ids set to -inf, so no chooser can pick them (e.g. EOS).
+
+    Out of place: a model may return an expanded or cached tensor.
+    """
+    if len(ids) == 0:
+        return logits
+    vocab = logits.shape[-1]
+    bad = [i for i in ids if not 0 <= i < vocab]
+    if bad:
+        raise ValueError(f"forbid_ids {bad} are outside the vocabulary [0, {vocab})")
+    index = torch.tensor(list(ids), dtype=torch.long, device=logits.device)
+    return logits.index_fill(-1, index, float("-inf"))  # (B, L, V)
 
 
 class Greedy:
