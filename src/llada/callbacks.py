@@ -42,14 +42,30 @@ class WriteSamples(L.Callback):
         self.prompts = list(prompts or [])
         self.records: list[dict[str, Any]] = []
 
+    @staticmethod
+    def _fitting_length(pl_module: L.LightningModule, prompt: str | None) -> int:
+        """The configured n_tokens, shortened to what fits the model's context after the prompt.
+
+        Short-context runs (synthetic tasks with 20-token blocks) still get end-of-run samples.
+        """
+        n_tokens = int(pl_module.generation_defaults["n_tokens"])
+        limit = pl_module.context_length
+        if limit is None:
+            return n_tokens
+        used = len(pl_module.tokenizer.encode(prompt, add_special_tokens=False)) if prompt else 0
+        return min(n_tokens, limit - used)
+
     @rank_zero_only
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         jobs: list[str | None] = [None] * self.num_samples + list(self.prompts)
         records = []
         ema = find_ema(trainer)
         for index, prompt in enumerate(jobs):
+            n_tokens = self._fitting_length(pl_module, prompt)
+            if n_tokens < 1:
+                continue
             with ema.averaged(pl_module) if ema else nullcontext():
-                out = pl_module.generate_with_info(prompt, seed=self.seed + index)
+                out = pl_module.generate_with_info(prompt, n_tokens, seed=self.seed + index)
             records.append(
                 {
                     "prompt": prompt,

@@ -116,9 +116,16 @@ class DiffusionLM(L.LightningModule):
         attention_mask: Tensor | None,
         generator: torch.Generator | None,
         full_range: bool = False,
+        prompt_mask: Tensor | None = None,
     ) -> tuple[Tensor, Tensor, Tensor]:
-        """One draw of the ELBO integrand. Returns (row_nll (B,), row_slots (B,), t (B,))."""
+        """One draw of the ELBO integrand. Returns (row_nll (B,), row_slots (B,), t (B,)).
+
+        Padding and (for SFT batches) prompt tokens are never masked nor counted as slots.
+        """
         maskable = attention_mask.bool() if attention_mask is not None else None
+        if prompt_mask is not None:
+            visible = maskable if maskable is not None else torch.ones_like(prompt_mask.bool())
+            maskable = visible & ~prompt_mask.bool()
         noisy, masked, t = noise_batch(
             input_ids,
             self.schedule,
@@ -200,9 +207,13 @@ class DiffusionLM(L.LightningModule):
         generator.manual_seed(self.val_seed + batch_idx)
         for _ in range(self.val_mc_samples):
             row_nll, slots, _ = self._weighted_nll(
-                batch["input_ids"], batch.get("attention_mask"), generator, full_range=True
+                batch["input_ids"],
+                batch.get("attention_mask"),
+                generator,
+                full_range=True,
+                prompt_mask=batch.get("prompt_mask"),
             )
-            per_token = row_nll / slots  # (B,)
+            per_token = row_nll / slots.clamp_min(1.0)  # (B,)
             self.val_nll.update(row_nll.sum())
             self.val_slots.update(slots.sum())
             self.val_row_sum.update(per_token.sum())

@@ -1,5 +1,6 @@
-"""Text corpora, tokenizers and the packed-block data module for masked diffusion LMs."""
+"""Text corpora, tokenizers and the data modules (packed pretraining blocks, SFT pairs)."""
 
 from llada.data.datamodule import TextDataModule
+from llada.data.sft import SFTDataModule
 
-__all__ = ["TextDataModule"]
+__all__ = ["SFTDataModule", "TextDataModule"]

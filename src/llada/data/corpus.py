@@ -13,7 +13,14 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
-__all__ = ["pydoc_topics", "python_package_text", "text_files"]
+__all__ = [
+    "group_chunks",
+    "match_files",
+    "paragraphs",
+    "pydoc_topics",
+    "python_package_text",
+    "text_files",
+]
 
 # A "rule" line is reST decoration only: heading underlines, grid/simple table borders.
 # It carries no words, and with a WordPiece tokenizer it would become dozens of "-" tokens.
@@ -66,7 +73,7 @@ def _rest_sections(text: str) -> list[str]:
     return [section for section in normalised if section]
 
 
-def _group(chunks: Iterable[str], min_chars: int) -> list[str]:
+def group_chunks(chunks: Iterable[str], min_chars: int) -> list[str]:
     """Merge consecutive chunks until each document has at least ``min_chars`` characters.
 
     Keeps tiny fragments (a lone heading, a one-line paragraph) from becoming documents of their
@@ -129,23 +136,43 @@ def pydoc_topics(
             sections = [_unquote(section) for section in sections]
         if prose_only:
             sections = [prose for prose in map(_prose, sections) if prose]
-        documents.extend(_group(sections, min_chars))
+        documents.extend(group_chunks(sections, min_chars))
     # Several topics share sections; a repeated document could land in both splits.
     return list(dict.fromkeys(documents))
+
+
+def paragraphs(text: str) -> list[str]:
+    """The non-empty paragraphs (blocks separated by blank lines) of ``text``, normalised."""
+    normalised = (_normalise(p) for p in _PARAGRAPH_BREAK.split(text))
+    return [p for p in normalised if p]
 
 
 def _paragraph_documents(files: Iterable[Path], min_chars: int) -> list[str]:
     """Split each file at blank lines; group paragraphs within a file up to ``min_chars``."""
     documents: list[str] = []
     for file in files:
-        text = file.read_text(encoding="utf-8")
-        paragraphs = (_normalise(p) for p in _PARAGRAPH_BREAK.split(text))
-        documents.extend(_group((p for p in paragraphs if p), min_chars))
+        documents.extend(group_chunks(paragraphs(file.read_text(encoding="utf-8")), min_chars))
     return documents
 
 
 def _has_glob_magic(path: str) -> bool:
     return any(char in path for char in "*?[")
+
+
+def match_files(path: str, suffixes: Iterable[str]) -> list[Path]:
+    """Files named by ``path``: a file, a directory (recursive, only ``suffixes``) or a glob.
+
+    A glob is taken as written (every matching file, whatever its suffix), since the user chose it.
+    Sorted, so every loader built on it returns its documents in a deterministic order.
+    """
+    expanded = str(Path(path).expanduser())
+    target = Path(expanded)
+    if _has_glob_magic(expanded):
+        return sorted(Path(p) for p in glob.glob(expanded, recursive=True) if Path(p).is_file())
+    if target.is_dir():
+        wanted = set(suffixes)
+        return sorted(p for p in target.rglob("*") if p.is_file() and p.suffix in wanted)
+    return [target] if target.is_file() else []
 
 
 def text_files(path: str, min_chars: int = 0) -> list[str]:
@@ -156,14 +183,7 @@ def text_files(path: str, min_chars: int = 0) -> list[str]:
     files so that a single large file (a novel, tiny-shakespeare) still yields a validation split.
     Files are read in sorted order for determinism.
     """
-    expanded = str(Path(path).expanduser())
-    target = Path(expanded)
-    if _has_glob_magic(expanded):
-        files = sorted(Path(p) for p in glob.glob(expanded, recursive=True) if Path(p).is_file())
-    elif target.is_dir():
-        files = sorted(p for p in target.rglob("*.txt") if p.is_file())
-    else:
-        files = [target] if target.is_file() else []
+    files = match_files(path, [".txt"])
     if not files:
         raise FileNotFoundError(f"text_files: no .txt file matches {path!r}")
     return _paragraph_documents(files, min_chars)

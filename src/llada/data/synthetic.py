@@ -1,0 +1,217 @@
+"""Synthetic tasks where masked diffusion is expected to differ from left-to-right models.
+
+Both are generated here (no download), reproducible by seed, and split so that nothing a test query
+asks for appears in the training text:
+
+- ``reversal``: made-up people linked by one-directional facts ("Bako is the parent of Timu").
+  Training text states each held-out fact in one direction only; the test asks the other direction
+  ("Timu is the child of" -> "Bako"), the "reversal curse" of autoregressive LMs. Some other pairs
+  are stated both ways so the inverse phrasing itself is learnable.
+- ``sudoku``: 4x4 Sudoku. Training text is complete valid grids; the test is puzzles (blanks ``_``)
+  over grids that never appear in training, with a unique solution. Filling blanks in the middle
+  of a grid is the case where any-order generation should help.
+
+Use :func:`synthetic_documents` as a ``TextDataModule`` corpus (``conf/data/reversal.yaml``,
+``conf/data/sudoku.yaml``) and the task's ``queries`` for evaluation.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+__all__ = [
+    "BLANK",
+    "RELATIONS",
+    "TASKS",
+    "SyntheticTask",
+    "grid_text",
+    "make_names",
+    "reversal",
+    "sudoku",
+    "sudoku_grids",
+    "synthetic_documents",
+]
+
+Query = tuple[str, str]  # (prompt, answer): the answer is the text that follows the prompt
+Grid = tuple[int, ...]  # 16 digits in 1..4, row by row
+
+BLANK = "_"
+_CONSONANTS = "bdfgklmnprstvz"
+_VOWELS = "aeiou"
+
+
+@dataclass(frozen=True)
+class SyntheticTask:
+    """One generated task: training documents, held-out test documents and test queries."""
+
+    train: list[str]
+    test: list[str]
+    queries: dict[str, list[Query]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Relation:
+    """A relation and its inverse, as prompts that the other person's name completes."""
+
+    forward: str  # "{a} is the parent of" + " {b}"
+    reverse: str  # "{b} is the child of" + " {a}"
+
+
+RELATIONS: dict[str, Relation] = {
+    "parent": Relation("{a} is the parent of", "{b} is the child of"),
+    "teacher": Relation("{a} is the teacher of", "{b} is the student of"),
+    "employer": Relation("{a} is the employer of", "{b} is the employee of"),
+}
+
+
+def make_names(n: int, rng: random.Random) -> list[str]:
+    """``n`` distinct made-up names of 2-3 consonant-vowel syllables ("Bakimo"), in draw order."""
+    names: dict[str, None] = {}
+    while len(names) < n:
+        syllables = rng.randint(2, 3)
+        name = "".join(rng.choice(_CONSONANTS) + rng.choice(_VOWELS) for _ in range(syllables))
+        names[name.capitalize()] = None
+    return list(names)
+
+
+def _sentence(query: Query) -> str:
+    prompt, answer = query
+    return f"{prompt} {answer}."
+
+
+def reversal(
+    n_entities: int = 400,
+    both_fraction: float = 0.5,
+    repeats: int = 10,
+    facts_per_document: int = 4,
+    seed: int = 0,
+) -> SyntheticTask:
+    """Facts over disjoint pairs of ``n_entities`` people; reverse queries only on one-way pairs.
+
+    Every person is in exactly one pair, so each query has one right answer. ``both_fraction`` of
+    the pairs are stated in both directions in training; the rest only forward, and their reverse
+    statements are the test documents. Each training fact is repeated ``repeats`` times (shuffled,
+    ``facts_per_document`` per document) so that the data module's own validation split, which
+    holds out whole documents, still leaves every fact in the training split.
+
+    Queries: ``forward`` asks trained facts of the one-way pairs (memorisation), ``reverse`` asks
+    the same facts backwards (never seen).
+    """
+    if n_entities < 4 or n_entities % 2:
+        raise ValueError(f"reversal: n_entities must be even and >= 4, got {n_entities}")
+    if not 0.0 <= both_fraction < 1.0:
+        raise ValueError(f"reversal: both_fraction must be in [0, 1), got {both_fraction}")
+    rng = random.Random(seed)
+    names = make_names(n_entities, rng)
+    relations = list(RELATIONS.values())
+    pairs = [(names[i], names[i + 1], rng.choice(relations)) for i in range(0, n_entities, 2)]
+    n_both = round(len(pairs) * both_fraction)
+    forward = [(rel.forward.format(a=a), b) for a, b, rel in pairs]
+    reverse = [(rel.reverse.format(b=b), a) for a, b, rel in pairs]
+
+    facts = [_sentence(q) for q in forward] + [_sentence(q) for q in reverse[:n_both]]
+    stream = facts * repeats
+    rng.shuffle(stream)
+    train = [
+        " ".join(stream[i : i + facts_per_document])
+        for i in range(0, len(stream), facts_per_document)
+    ]
+    held_out = reverse[n_both:]
+    return SyntheticTask(
+        train=train,
+        test=[_sentence(q) for q in held_out],
+        queries={"forward": forward[n_both:], "reverse": held_out},
+    )
+
+
+def _consistent(rows: list[tuple[int, ...]]) -> bool:
+    """No digit repeats in a column or a 2x2 box among the rows placed so far."""
+    columns = all(len({row[c] for row in rows}) == len(rows) for c in range(4))
+    boxes = (
+        [row[c] for row in band for c in cols]
+        for band in (rows[:2], rows[2:])
+        for cols in ((0, 1), (2, 3))
+    )
+    return columns and all(len(set(box)) == len(box) for box in boxes)
+
+
+def sudoku_grids() -> list[Grid]:
+    """All 288 valid 4x4 Sudoku grids (rows, columns and 2x2 boxes hold 1..4), in sorted order."""
+    grids: list[Grid] = []
+    partials: list[list[tuple[int, ...]]] = [[]]
+    while partials:
+        rows = partials.pop()
+        if len(rows) == 4:
+            grids.append(tuple(itertools.chain.from_iterable(rows)))
+            continue
+        for row in itertools.permutations(range(1, 5)):
+            if _consistent([*rows, row]):
+                partials.append([*rows, row])
+    return sorted(grids)
+
+
+def grid_text(cells: tuple[int | None, ...]) -> str:
+    """ "1 2 3 4 / 3 4 1 2 / ...": one token per cell with a word-level tokenizer; None is BLANK."""
+    symbols = [BLANK if cell is None else str(cell) for cell in cells]
+    return " / ".join(" ".join(symbols[row * 4 : row * 4 + 4]) for row in range(4))
+
+
+def _make_puzzle(
+    grid: Grid, grids: list[Grid], n_blanks: int, rng: random.Random
+) -> tuple[int | None, ...]:
+    """Blank cells of ``grid`` in random order while the solution stays unique (up to n_blanks)."""
+    cells: list[int | None] = list(grid)
+    for position in rng.sample(range(16), 16):
+        if sum(cell is None for cell in cells) == n_blanks:
+            break
+        trial = [*cells]
+        trial[position] = None
+        matches = sum(
+            all(c is None or c == g for c, g in zip(trial, other, strict=True)) for other in grids
+        )
+        if matches == 1:
+            cells = trial
+    return tuple(cells)
+
+
+def sudoku(test_fraction: float = 0.2, n_blanks: int = 8, seed: int = 0) -> SyntheticTask:
+    """4x4 Sudoku: complete grids to train on; held-out grids as puzzles with a unique solution.
+
+    The 288 grids are shuffled by ``seed`` and ``test_fraction`` of them are held out: the
+    training text never contains a test grid. Each test grid becomes one puzzle with up to
+    ``n_blanks`` blanks (``BLANK``). Query ``infill``: (puzzle, solution), both as
+    :func:`grid_text`; to evaluate, replace each BLANK of the puzzle by a mask token and compare
+    the filled grid with the solution.
+    """
+    if not 0.0 < test_fraction < 1.0:
+        raise ValueError(f"sudoku: test_fraction must be in (0, 1), got {test_fraction}")
+    if not 1 <= n_blanks <= 12:
+        raise ValueError(f"sudoku: n_blanks must be in 1..12 (4 clues at least), got {n_blanks}")
+    grids = sudoku_grids()
+    rng = random.Random(seed)
+    order = rng.sample(grids, len(grids))
+    n_test = max(1, round(len(grids) * test_fraction))
+    test, train = order[:n_test], order[n_test:]
+    puzzles = [(grid_text(_make_puzzle(g, grids, n_blanks, rng)), grid_text(g)) for g in test]
+    return SyntheticTask(
+        train=[grid_text(g) for g in train],
+        test=[grid_text(g) for g in test],
+        queries={"infill": puzzles},
+    )
+
+
+TASKS: dict[str, Callable[..., SyntheticTask]] = {"reversal": reversal, "sudoku": sudoku}
+
+
+def synthetic_documents(task: str, split: str = "train", **options: object) -> list[str]:
+    """Corpus callable: the ``split`` ("train" or "test") documents of task ``task``."""
+    if task not in TASKS:
+        raise ValueError(f"unknown synthetic task {task!r}; expected one of: {', '.join(TASKS)}")
+    generated = TASKS[task](**options)
+    splits = {"train": generated.train, "test": generated.test}
+    if split not in splits:
+        raise ValueError(f"unknown split {split!r} of task {task!r}; expected train or test")
+    return splits[split]
