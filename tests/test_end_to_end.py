@@ -204,7 +204,7 @@ def test_sft_and_synthetic_data_options_train_and_sample(tmp_path: Path) -> None
     run_cli(
         "llada.train", "-m", "data=sft_jsonl,reversal,sudoku", "model.dim=32", "model.n_layers=1",
         "model.n_heads=2", "trainer.max_steps=3", "trainer.val_check_interval=3",
-        "trainer.limit_val_batches=2", "trainer.enable_progress_bar=false", "sampler.steps=8",
+        "trainer.limit_val_batches=2", "trainer.enable_progress_bar=false", "sampler.steps=16",
         "callbacks.samples.num_samples=1", f"hydra.sweep.dir={tmp_path}",
     )  # fmt: skip
     samples = sorted(tmp_path.glob("*/samples.jsonl"))
