@@ -210,3 +210,37 @@ def test_sft_and_synthetic_data_options_train_and_sample(tmp_path: Path) -> None
     samples = sorted(tmp_path.glob("*/samples.jsonl"))
     assert len(samples) == 3
     assert all(p.read_text().strip() for p in samples)
+
+
+def test_ragged_batch_equals_one_by_one_greedy(trained: dict) -> None:
+    model = DiffusionLM.load_from_checkpoint(trained["run_dir"] / "checkpoints" / "last.ckpt")
+    prompts = ["the", "a list of the", "object"]
+    settings = {"n_tokens": 8, "steps": 8, "sampler": "greedy"}
+    batched = model.generate(prompts, **settings)
+    assert batched == [model.generate(p, **settings) for p in prompts]
+
+
+def test_infill_keeps_the_text_and_fills_every_slot(trained: dict) -> None:
+    model = DiffusionLM.load_from_checkpoint(trained["run_dir"] / "checkpoints" / "last.ckpt")
+    out = model.infill_with_info(["the [MASK]x3 of a", "[MASK]x2 object"], steps=4, seed=0)
+    assert out.nfe <= 4
+    assert not bool((out.tokens == model.mask_id).any())
+    first = model.tokenizer.decode(out.tokens[0].tolist(), skip_special_tokens=True)
+    assert first.startswith("the ") and first.endswith(" of a")
+    assert out.texts[1].endswith("object")
+    with pytest.raises(ValueError, match="no \\[MASK\\] slot"):
+        model.infill("nothing to fill")
+
+
+def test_generate_cli_threshold_prints_text_and_nfe(trained: dict) -> None:
+    ckpt = trained["run_dir"] / "checkpoints" / "last.ckpt"
+    proc = run_cli(
+        "llada.generate", f"ckpt={ckpt}", "prompt=the", "remasking=threshold", "n_tokens=8",
+        "hydra.run.dir=.",
+    )  # fmt: skip
+    assert proc.stdout.strip()
+    assert "nfe=" in proc.stderr and "remasking=threshold" in proc.stderr
+    infill = run_cli(
+        "llada.generate", f"ckpt={ckpt}", "prompt='the [MASK]x3 of'", "hydra.run.dir=."
+    )
+    assert infill.stdout.strip().startswith("the")

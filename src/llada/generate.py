@@ -1,4 +1,9 @@
-"""`python -m llada.generate ckpt=PATH [prompt="..."] [n_tokens=50] [sampler=greedy] [remasking=...]`."""
+"""`python -m llada.generate ckpt=PATH [prompt="..."] [n_tokens=50] [sampler=greedy] [remasking=...]`.
+
+A prompt with `[MASK]` or `[MASK]xN` slots is filled in place (infilling, any order). Text goes to
+stdout, the cost line (NFE, seconds, tokens/s) to stderr. `visualize=true` animates the denoising in
+the terminal; `viz.gif=out.gif` / `viz.html=out.html` save it.
+"""
 
 from __future__ import annotations
 
@@ -13,29 +18,63 @@ from omegaconf import DictConfig, OmegaConf
 
 from llada.errors import fail_cleanly
 from llada.generation_settings import generation_settings
-from llada.module import DiffusionLM
+from llada.module import MASK_SLOT, DiffusionLM, Generation
 
 CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 
 
+def is_template(prompt: str | list[str] | None) -> bool:
+    prompts = prompt if isinstance(prompt, list) else [prompt]
+    return any(isinstance(p, str) and MASK_SLOT.search(p) for p in prompts)
+
+
+def show_trajectory(model: DiffusionLM, out: Generation, start: int, cfg: DictConfig) -> None:
+    """Terminal animation and/or GIF / HTML files of the first sample's denoising."""
+    from llada import viz
+
+    frames = viz.frames_from_trajectory(out.trajectory, model.tokenizer, model.mask_id, start=start)
+    if cfg.visualize:
+        viz.animate_in_terminal(frames, fps=cfg.viz.fps)
+    if cfg.viz.gif:
+        print(f"gif: {viz.save_gif(frames, cfg.viz.gif, fps=cfg.viz.fps)}", file=sys.stderr)
+    if cfg.viz.html:
+        print(f"html: {viz.save_html(frames, cfg.viz.html)}", file=sys.stderr)
+
+
 def run_generation(cfg: DictConfig) -> list[dict[str, Any]]:
-    """Load `cfg.ckpt`, sample, print each text; returns one record per sample."""
+    """Load `cfg.ckpt`, sample (or infill), print each text; returns one record per sample."""
     if not cfg.get("ckpt"):
         raise ValueError("no checkpoint given; pass ckpt=<path to a .ckpt written by llada.train>")
     device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model = DiffusionLM.load_from_checkpoint(cfg.ckpt, map_location=device)
     settings = generation_settings(cfg.get("sampler"), cfg.get("remasking"))
-    if cfg.n_tokens is not None:
-        settings["n_tokens"] = cfg.n_tokens
     prompt = OmegaConf.to_container(cfg.prompt) if OmegaConf.is_list(cfg.prompt) else cfg.prompt
-    out = model.generate_with_info(prompt, num_samples=cfg.num_samples, seed=cfg.seed, **settings)
+    record = bool(cfg.visualize or cfg.viz.gif or cfg.viz.html)
+    if is_template(prompt):
+        settings.pop("n_tokens", None)
+        out = model.infill_with_info(prompt, seed=cfg.seed, record=record, **settings)
+        start = 0
+    else:
+        if cfg.n_tokens is not None:
+            settings["n_tokens"] = cfg.n_tokens
+        out = model.generate_with_info(
+            prompt, num_samples=cfg.num_samples, seed=cfg.seed, record=record, **settings
+        )
+        start = out.trajectory[0].shape[1] - out.tokens.shape[1] if out.trajectory else 0
+    if record:
+        show_trajectory(model, out, start, cfg)
     records = [
         {"prompt": p, "text": text, **out.settings, "nfe": out.nfe,
          "seconds": round(out.seconds, 4), "tokens_per_second": round(out.tokens_per_second, 1)}
         for p, text in zip(out.prompts, out.texts, strict=True)
     ]  # fmt: skip
-    for record in records:
-        print(record["text"] if cfg.plain else json.dumps(record))
+    for record_ in records:
+        print(record_["text"] if cfg.plain else json.dumps(record_))
+    print(
+        f"nfe={out.nfe} seconds={out.seconds:.3f} tokens/s={out.tokens_per_second:.1f} "
+        f"sampler={out.settings['sampler']} remasking={out.settings['remasking']}",
+        file=sys.stderr,
+    )
     return records
 
 

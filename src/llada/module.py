@@ -7,6 +7,7 @@ self-contained and loads with `torch.load(weights_only=True)` (no code runs from
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,7 @@ from llada.diffusion.token_choice import make_token_chooser
 from llada.ema import EMA_KEY
 
 CHECKPOINT_KEY = "llada"
+MASK_SLOT = re.compile(r"\[MASK\](?:x(\d+))?")  # infilling slots: [MASK] or [MASK]x5
 CHECKPOINT_FORMAT = 1
 
 DEFAULT_GENERATION: dict[str, Any] = {
@@ -292,6 +294,68 @@ class DiffusionLM(L.LightningModule):
             texts.append(self.tokenizer.decode(row, skip_special_tokens=True).strip())
         return texts
 
+    def _options(self, n_tokens: int | None, settings: dict[str, Any]) -> dict[str, Any]:
+        """The run's generation defaults overridden by the call's non-None settings."""
+        unknown = set(settings) - set(DEFAULT_GENERATION)
+        if unknown:
+            raise TypeError(
+                f"unknown generation option(s) {sorted(unknown)}; allowed: {sorted(DEFAULT_GENERATION)}"
+            )
+        options = {
+            **self.generation_defaults,
+            **{k: v for k, v in settings.items() if v is not None},
+        }
+        if n_tokens is not None:
+            options["n_tokens"] = n_tokens
+        return options
+
+    def _reverse(
+        self,
+        canvas: Tensor,
+        attention: Tensor,
+        prompt_mask: Tensor,
+        gen_start: int,
+        options: dict[str, Any],
+        seed: int | None,
+        record: bool,
+    ) -> GenerationResult:
+        """Run the reverse process on a prepared canvas (B, L) with the given options."""
+        chooser = make_token_chooser(
+            options["sampler"],
+            temperature=options["temperature"],
+            top_k=options["top_k"],
+            top_p=options["top_p"],
+        )
+        remasking = make_remasking(options["remasking"], **(options["remasking_options"] or {}))
+        generator = None
+        if seed is not None:
+            generator = torch.Generator(device=self.device)
+            generator.manual_seed(seed)
+        eos = eos_id(self.tokenizer)
+        was_training = self.training
+        self.eval()
+        try:
+            return generate(
+                self,
+                canvas,
+                self.mask_id,
+                steps=int(options["steps"]),
+                chooser=chooser,
+                remasking=remasking,
+                attention_mask=attention if not bool(attention.all()) else None,
+                block_length=options["block_length"],
+                gen_start=gen_start,
+                generator=generator,
+                eos_id=eos,
+                eos_last=bool(options["eos_last"]),
+                forbid_ids=(eos,) if options["forbid_eos"] else (),
+                cfg_scale=float(options["cfg_scale"]),
+                prompt_mask=prompt_mask,
+                record=record,
+            )
+        finally:
+            self.train(was_training)
+
     @torch.no_grad()
     def generate_with_info(
         self,
@@ -305,59 +369,16 @@ class DiffusionLM(L.LightningModule):
         **settings: Any,
     ) -> Generation:
         """Like `generate`, plus the ids, NFE (forward passes), wall seconds and settings used."""
-        unknown = set(settings) - set(DEFAULT_GENERATION)
-        if unknown:
-            raise TypeError(
-                f"unknown generation option(s) {sorted(unknown)}; allowed: {sorted(DEFAULT_GENERATION)}"
-            )
-        options = {
-            **self.generation_defaults,
-            **{k: v for k, v in settings.items() if v is not None},
-        }
-        if n_tokens is not None:
-            options["n_tokens"] = n_tokens
+        options = self._options(n_tokens, settings)
         prompts = [prompt] * num_samples if isinstance(prompt, str) or prompt is None else prompt
         prompts = ["" if p is None else p for p in prompts]
         n_tokens = int(options["n_tokens"])
-        chooser = make_token_chooser(
-            options["sampler"],
-            temperature=options["temperature"],
-            top_k=options["top_k"],
-            top_p=options["top_p"],
-        )
-        remasking = make_remasking(options["remasking"], **(options["remasking_options"] or {}))
-        generator = None
-        if seed is not None:
-            generator = torch.Generator(device=self.device)
-            generator.manual_seed(seed)
         canvas, attention = self._canvas(prompts, n_tokens)
-        eos = eos_id(self.tokenizer)
+        gen_start = canvas.shape[1] - n_tokens
         prompt_mask = attention.bool().clone()  # (B, L): the real prompt tokens
-        prompt_mask[:, canvas.shape[1] - n_tokens :] = False
-        was_training = self.training
-        self.eval()
-        try:
-            result: GenerationResult = generate(
-                self,
-                canvas,
-                self.mask_id,
-                steps=int(options["steps"]),
-                chooser=chooser,
-                remasking=remasking,
-                attention_mask=attention if not bool(attention.all()) else None,
-                block_length=options["block_length"],
-                gen_start=canvas.shape[1] - n_tokens,
-                generator=generator,
-                eos_id=eos,
-                eos_last=bool(options["eos_last"]),
-                forbid_ids=(eos,) if options["forbid_eos"] else (),
-                cfg_scale=float(options["cfg_scale"]),
-                prompt_mask=prompt_mask,
-                record=record,
-            )
-        finally:
-            self.train(was_training)
-        generated = result.tokens[:, -n_tokens:]  # (B, n_tokens)
+        prompt_mask[:, gen_start:] = False
+        result = self._reverse(canvas, attention, prompt_mask, gen_start, options, seed, record)
+        generated = result.tokens[:, gen_start:]  # (B, n_tokens)
         return Generation(
             prompts=[p or None for p in prompts],
             texts=self._decode(generated, stop_at_eos),
@@ -367,6 +388,69 @@ class DiffusionLM(L.LightningModule):
             settings=options,
             trajectory=result.trajectory,
         )
+
+    def _template_ids(self, template: str) -> list[int]:
+        """Token ids of a template whose `[MASK]` or `[MASK]xN` slots become N mask tokens."""
+        ids: list[int] = []
+        pieces = MASK_SLOT.split(template)  # text, count, text, count, ..., text
+        for index, piece in enumerate(pieces):
+            if index % 2:
+                ids.extend([self.mask_id] * int(piece or 1))
+            elif piece.strip():
+                ids.extend(self.tokenizer.encode(piece.strip(), add_special_tokens=False))
+        return ids
+
+    @torch.no_grad()
+    def infill_with_info(
+        self,
+        template: str | list[str],
+        *,
+        seed: int | None = None,
+        record: bool = False,
+        **settings: Any,
+    ) -> Generation:
+        """Fill `[MASK]xN` slots anywhere in a text (any order: the masks may precede the text).
+
+        Returns the whole filled texts. Blocks default to one (no left-to-right bias).
+        """
+        templates = [template] if isinstance(template, str) else list(template)
+        options = self._options(None, settings)
+        # One block unless asked: the run's left-to-right blocks do not fit masks anywhere.
+        options["block_length"] = settings.get("block_length")
+        encoded = [self._template_ids(t) for t in templates]
+        if not any(self.mask_id in ids for ids in encoded):
+            raise ValueError("the template has no [MASK] slot; write e.g. 'The [MASK]x5 sat'")
+        width = max(len(ids) for ids in encoded)
+        limit = self.context_length
+        if limit is not None and width > limit:
+            raise ValueError(f"template has {width} tokens, more than the context of {limit}")
+        pad = self.pad_id if self.pad_id is not None else self.mask_id
+        canvas = torch.full((len(encoded), width), pad, dtype=torch.long)
+        attention = torch.zeros_like(canvas)
+        for row, ids in enumerate(encoded):
+            canvas[row, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
+            attention[row, width - len(ids) :] = 1
+        canvas, attention = canvas.to(self.device), attention.to(self.device)
+        prompt_mask = attention.bool() & (canvas != self.mask_id)
+        result = self._reverse(canvas, attention, prompt_mask, 0, options, seed, record)
+        filled = [
+            self.tokenizer.decode(ids[mask.bool()].tolist(), skip_special_tokens=True).strip()
+            for ids, mask in zip(result.tokens.cpu(), attention.cpu(), strict=True)
+        ]
+        return Generation(
+            prompts=templates,
+            texts=filled,
+            tokens=result.tokens.cpu(),
+            nfe=result.nfe,
+            seconds=result.seconds,
+            settings=options,
+            trajectory=result.trajectory,
+        )
+
+    def infill(self, template: str | list[str], **kwargs: Any) -> str | list[str]:
+        """`m.infill("The [MASK]x5 sat on the mat")` -> the filled text (a list for a list)."""
+        out = self.infill_with_info(template, **kwargs)
+        return out.texts[0] if isinstance(template, str) else out.texts
 
     def generate(
         self, prompt: str | list[str] | None = None, n_tokens: int | None = None, **kwargs: Any
