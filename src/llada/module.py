@@ -301,10 +301,9 @@ class DiffusionLM(L.LightningModule):
             raise TypeError(
                 f"unknown generation option(s) {sorted(unknown)}; allowed: {sorted(DEFAULT_GENERATION)}"
             )
-        options = {
-            **self.generation_defaults,
-            **{k: v for k, v in settings.items() if v is not None},
-        }
+        # Only keys the caller passed override; an explicit None means "none" (block_length=None
+        # is one block, top_k=None no top-k), never "use the default".
+        options = {**self.generation_defaults, **settings}
         if n_tokens is not None:
             options["n_tokens"] = n_tokens
         return options
