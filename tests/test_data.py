@@ -264,3 +264,15 @@ def test_prepare_tokenizer_is_idempotent_and_accepts_a_pretrained_one(
     assert pretrained.eos_token_id == bert.sep_token_id
     assert pretrained.vocab_size_actual == len(bert)
     assert int(pretrained.train_dataset[:]["input_ids"].max()) < len(bert)
+
+
+def test_pretrained_tokenizer_from_a_directory(tmp_path: Path, documents: list[str]) -> None:
+    """data.pretrained_tokenizer=<dir> (a hub name when online) replaces the trained tokenizer."""
+    trained = train_tokenizer(documents[:20], SMALL_VOCAB, "wordpiece", tmp_path)
+    bert = bert_from(trained)
+    bert.save_pretrained(tmp_path / "bert")
+    datamodule = make_datamodule(tmp_path, pretrained_tokenizer=str(tmp_path / "bert"), num_proc=2)
+    tokenizer = datamodule.prepare_tokenizer()
+    assert tokenizer.get_vocab() == bert.get_vocab()
+    datamodule.setup()
+    assert datamodule.train_dataset is not None and len(datamodule.train_dataset) > 0

@@ -78,7 +78,11 @@ def _flat_tokens(dataset: datasets.Dataset) -> np.ndarray:
 
 
 def _tokenize(
-    documents: list[str], tokenizer: PreTrainedTokenizerFast, eos: int, fingerprint: str
+    documents: list[str],
+    tokenizer: PreTrainedTokenizerFast,
+    eos: int,
+    fingerprint: str,
+    num_proc: int | None = None,
 ) -> datasets.Dataset:
     """One row per document: its token ids (no special tokens) followed by ``eos``."""
 
@@ -88,7 +92,13 @@ def _tokenize(
 
     raw = datasets.Dataset.from_dict({"text": documents})
     # An explicit fingerprint spares datasets from hashing the tokenizer inside the closure.
-    return raw.map(encode, batched=True, remove_columns=["text"], new_fingerprint=fingerprint)
+    return raw.map(
+        encode,
+        batched=True,
+        remove_columns=["text"],
+        new_fingerprint=fingerprint,
+        num_proc=num_proc if num_proc and num_proc > 1 else None,
+    )
 
 
 def _pack(tokens: datasets.Dataset, block_size: int, split: str) -> datasets.Dataset:
@@ -145,8 +155,12 @@ class TextDataModule(lightning.LightningDataModule):
         cache_dir: str = "~/.cache/llada",
         seed: int = 0,
         path: str | None = None,
+        pretrained_tokenizer: str | None = None,
+        num_proc: int | None = None,
     ) -> None:
         super().__init__()
+        self.pretrained_tokenizer = pretrained_tokenizer  # hub name or directory; None = train one
+        self.num_proc = num_proc  # processes for tokenization (Dataset.map)
         self.corpus = corpus
         self.path = path  # `data.path`: handed to corpus loaders that read local files
         self.block_size = block_size
@@ -186,6 +200,10 @@ class TextDataModule(lightning.LightningDataModule):
             eos_id(tokenizer)  # fail now, not halfway through setup()
             self.tokenizer = tokenizer
             self.train_dataset = self.val_dataset = None
+        elif self.tokenizer is None and self.pretrained_tokenizer:
+            from llada.models.hf import load_tokenizer
+
+            return self.prepare_tokenizer(load_tokenizer(self.pretrained_tokenizer))
         elif self.tokenizer is None:
             self.tokenizer = train_tokenizer(
                 documents["train"], self.vocab_size, self.tokenizer_kind, self.cache_dir
@@ -216,7 +234,13 @@ class TextDataModule(lightning.LightningDataModule):
                 eos = eos_id(tokenizer)
                 packed = {
                     split: _pack(
-                        _tokenize(documents[split], tokenizer, eos, f"{target.name}-{split}"),
+                        _tokenize(
+                            documents[split],
+                            tokenizer,
+                            eos,
+                            f"{target.name}-{split}",
+                            self.num_proc,
+                        ),
                         self.block_size,
                         split,
                     )
