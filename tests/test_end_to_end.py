@@ -244,3 +244,18 @@ def test_generate_cli_threshold_prints_text_and_nfe(trained: dict) -> None:
         "llada.generate", f"ckpt={ckpt}", "prompt='the [MASK]x3 of'", "hydra.run.dir=."
     )
     assert infill.stdout.strip().startswith("the")
+
+
+def test_generate_cli_writes_gif_and_html(trained: dict, tmp_path: Path) -> None:
+    from PIL import Image
+
+    ckpt = trained["run_dir"] / "checkpoints" / "last.ckpt"
+    gif, html = tmp_path / "d.gif", tmp_path / "d.html"
+    run_cli(
+        "llada.generate", f"ckpt={ckpt}", "prompt=the", "sampler=greedy", "n_tokens=8",
+        "sampler.steps=8", "visualize=true", f"viz.gif={gif}", f"viz.html={html}",
+        "hydra.run.dir=.",
+    )  # fmt: skip
+    with Image.open(gif) as image:
+        assert image.n_frames == 8
+    assert "step" in html.read_text().lower()
