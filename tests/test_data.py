@@ -276,3 +276,21 @@ def test_pretrained_tokenizer_from_a_directory(tmp_path: Path, documents: list[s
     assert tokenizer.get_vocab() == bert.get_vocab()
     datamodule.setup()
     assert datamodule.train_dataset is not None and len(datamodule.train_dataset) > 0
+
+
+def test_padded_mode_keeps_documents_apart(tmp_path: Path) -> None:
+    docs = ["one two three", "four five", "six seven eight nine ten eleven twelve"]
+    datamodule = TextDataModule(
+        lambda: docs * 10, block_size=6, batch_size=4, vocab_size=60, cache_dir=str(tmp_path),
+        packing=False, val_fraction=0.1,
+    )  # fmt: skip
+    datamodule.setup()
+    batch = next(iter(datamodule.train_dataloader()))
+    eos, pad = datamodule.eos_token_id, datamodule.pad_token_id
+    for ids, mask in zip(
+        batch["input_ids"].tolist(), batch["attention_mask"].tolist(), strict=True
+    ):
+        length = sum(mask)
+        assert mask == [1] * length + [0] * (6 - length)  # text first, then padding
+        assert all(token == pad for token in ids[length:])
+        assert eos not in ids[: length - 1]  # one document per row

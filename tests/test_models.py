@@ -93,3 +93,14 @@ def test_output_mask_selects_the_same_logits() -> None:
     ids = torch.randint(0, 50, (2, 12))
     output_mask = torch.rand(2, 12) < 0.4
     torch.testing.assert_close(model(ids, output_mask=output_mask), model(ids)[output_mask])
+
+
+def test_hf_backbone_grows_embeddings_for_added_tokens(tmp_path) -> None:
+    config = BertConfig(
+        vocab_size=40, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=32,
+    )  # fmt: skip
+    BertForMaskedLM(config).save_pretrained(tmp_path / "bert")
+    model = masked_lm(vocab_size=40, name_or_path=str(tmp_path / "bert"))
+    model.fit_vocab(41)  # the tokenizer gained a [MASK]
+    assert model(torch.tensor([[40, 1, 2]])).shape == (1, 3, 41)

@@ -57,6 +57,8 @@ def resolve_ckpt_path(ckpt_path: str | None, run_dir: Path) -> str | None:
 
 def build_model(cfg: DictConfig, tokenizer: Any) -> DiffusionLM:
     backbone = instantiate(cfg.model)(vocab_size=len(tokenizer))
+    if hasattr(backbone, "fit_vocab"):  # pretrained weights, tokenizer with added tokens
+        backbone.fit_vocab(len(tokenizer))
     return DiffusionLM(
         backbone=backbone,
         tokenizer=tokenizer,

@@ -55,9 +55,13 @@ def split_documents(
 
 
 def collate_blocks(rows: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    """Stack packed rows into a batch; every position is real text, so the mask is all ones."""
+    """Stack rows into a batch. Packed rows are all text (mask of ones); padded rows carry a mask."""
     input_ids = torch.stack([row["input_ids"] for row in rows]).long()  # (B, L)
-    return {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids)}  # (B, L) each
+    if "attention_mask" in rows[0]:
+        attention = torch.stack([row["attention_mask"] for row in rows]).long()  # (B, L)
+    else:
+        attention = torch.ones_like(input_ids)
+    return {"input_ids": input_ids, "attention_mask": attention}
 
 
 @contextmanager
@@ -114,6 +118,31 @@ def _pack(tokens: datasets.Dataset, block_size: int, split: str) -> datasets.Dat
     return datasets.Dataset(pa.table({"input_ids": blocks}))
 
 
+def _pad_examples(
+    tokens: datasets.Dataset, block_size: int, split: str, pad_id: int
+) -> datasets.Dataset:
+    """One row per document: its ids (EOS included) cut to ``block_size`` and right-padded.
+
+    For corpora of independent short examples, where packing would let one example see another.
+    Padding is never masked nor scored (attention_mask 0).
+    """
+    if len(tokens) == 0:
+        raise ValueError(f"{split} split has no documents")
+    rows = [ids[:block_size] for ids in tokens["input_ids"]]
+    input_ids = np.full((len(rows), block_size), pad_id, dtype=np.int32)  # (N, L)
+    attention = np.zeros((len(rows), block_size), dtype=np.int8)  # (N, L)
+    for index, ids in enumerate(rows):
+        input_ids[index, : len(ids)] = ids
+        attention[index, : len(ids)] = 1
+    table = {
+        "input_ids": pa.FixedSizeListArray.from_arrays(pa.array(input_ids.ravel()), block_size),
+        "attention_mask": pa.FixedSizeListArray.from_arrays(
+            pa.array(attention.ravel()), block_size
+        ),
+    }
+    return datasets.Dataset(pa.table(table))
+
+
 def _save_atomically(splits: dict[str, datasets.Dataset], target: Path) -> None:
     """save_to_disk into a temp dir, then rename: readers see all splits or nothing."""
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -157,8 +186,10 @@ class TextDataModule(lightning.LightningDataModule):
         path: str | None = None,
         pretrained_tokenizer: str | None = None,
         num_proc: int | None = None,
+        packing: bool = True,
     ) -> None:
         super().__init__()
+        self.packing = packing  # False: one padded row per document instead of packed blocks
         self.pretrained_tokenizer = pretrained_tokenizer  # hub name or directory; None = train one
         self.num_proc = num_proc  # processes for tokenization (Dataset.map)
         self.corpus = corpus
@@ -217,6 +248,7 @@ class TextDataModule(lightning.LightningDataModule):
             str(self.block_size),
             repr(float(self.val_fraction)),
             str(self.seed),
+            "packed" if self.packing else "padded",
             DATA_CACHE_VERSION,
         ]
         return self.cache_dir / f"data-{text_digest(parts)[:16]}"
@@ -232,19 +264,18 @@ class TextDataModule(lightning.LightningDataModule):
             if not self.cache_hit:
                 documents = self._load_documents()
                 eos = eos_id(tokenizer)
-                packed = {
-                    split: _pack(
-                        _tokenize(
-                            documents[split],
-                            tokenizer,
-                            eos,
-                            f"{target.name}-{split}",
-                            self.num_proc,
-                        ),
-                        self.block_size,
-                        split,
+                tokenized = {
+                    split: _tokenize(
+                        documents[split], tokenizer, eos, f"{target.name}-{split}", self.num_proc
                     )
                     for split in SPLITS
+                }
+                pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
+                packed = {
+                    split: _pack(tokens, self.block_size, split)
+                    if self.packing
+                    else _pad_examples(tokens, self.block_size, split, pad)
+                    for split, tokens in tokenized.items()
                 }
                 _save_atomically(packed, target)
             loaded = {split: datasets.load_from_disk(str(target / split)) for split in SPLITS}

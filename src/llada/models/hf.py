@@ -74,6 +74,11 @@ class HFMaskedLM(nn.Module):
             "config": self.model.config.to_dict(),
         }
 
+    def fit_vocab(self, vocab_size: int) -> None:
+        """Grow the embeddings when the tokenizer gained tokens (e.g. an added [MASK])."""
+        if self.model.get_input_embeddings().num_embeddings < vocab_size:
+            self.model.resize_token_embeddings(vocab_size)
+
     def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None) -> Tensor:
         return self.model(input_ids=input_ids, attention_mask=attention_mask).logits  # (B, L, V)
 
