@@ -197,3 +197,18 @@ def test_sft_jsonl_config_runs_on_the_shipped_example() -> None:
     assert batch["prompt_mask"].any(dim=1).all()  # every row has a prompt
     assert (~batch["prompt_mask"]).any(dim=1).all()  # and a response
     assert datamodule.unigram_perplexity() > 1.0
+
+
+def test_chat_records_from_a_saved_hf_dataset(tmp_path: Path) -> None:
+    """A hub chat dataset, exercised offline through its save_to_disk directory."""
+    import datasets
+
+    from llada.data.sft import read_examples
+
+    conversations = [
+        {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]},
+        {"messages": [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}]},
+    ]
+    datasets.Dataset.from_list(conversations).save_to_disk(str(tmp_path / "chat"))
+    examples = read_examples(str(tmp_path / "chat"))
+    assert [e.response for e in examples] == ["hello", "4"]

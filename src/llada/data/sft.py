@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import os
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
@@ -114,28 +114,34 @@ def read_examples(
     so adding records at the end does not change the earlier examples.
     """
     fields = {"prompt": prompt_field, "response": response_field, "messages": messages_field}
-    paths = match_files(path, [".jsonl"])
-    if not paths:
-        raise FileNotFoundError(f"SFT data: no .jsonl file matches {path!r}; set data.path=<file>")
     examples: list[SFTExample] = []
-    for file in paths:
-        with file.open(encoding="utf-8") as handle:
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                where = f"{file}:{number}"
-                record = json.loads(line)
-                form = next(
-                    (k for k in _PARSERS if isinstance(record, dict) and fields[k] in record), None
-                )
-                if form is None:
-                    raise ValueError(
-                        f"{where}: expected {prompt_field!r}/{response_field!r} or "
-                        f"{messages_field!r}; set data.prompt_field/response_field/messages_field"
-                    )
-                rng = random.Random(f"{seed}:{len(examples)}")
-                examples.append(_PARSERS[form](record, where, fields, rng))
+    for where, record in _records(path):
+        form = next((k for k in _PARSERS if isinstance(record, dict) and fields[k] in record), None)
+        if form is None:
+            raise ValueError(
+                f"{where}: expected {prompt_field!r}/{response_field!r} or "
+                f"{messages_field!r}; set data.prompt_field/response_field/messages_field"
+            )
+        rng = random.Random(f"{seed}:{len(examples)}")
+        examples.append(_PARSERS[form](record, where, fields, rng))
     return examples
+
+
+def _records(path: str) -> Iterator[tuple[str, dict]]:
+    """(location, record) from .jsonl file(s), else from a HF dataset (hub chat datasets, or a
+    save_to_disk directory; its train split)."""
+    paths = match_files(path, [".jsonl"])
+    if paths:
+        for file in paths:
+            with file.open(encoding="utf-8") as handle:
+                for number, line in enumerate(handle, start=1):
+                    if line.strip():
+                        yield f"{file}:{number}", json.loads(line)
+        return
+    from llada.data.sources import hub_rows
+
+    for number, record in enumerate(hub_rows(path, split="train")):
+        yield f"{path}[{number}]", dict(record)
 
 
 def format_prompt(turns: Sequence[Message], tokenizer: PreTrainedTokenizerBase | None) -> str:

@@ -191,15 +191,25 @@ def hub_dataset(
             "hub_dataset: streaming=true reads the first N documents; set "
             "data.corpus.max_documents=<N>"
         )
-    directory = Path(path).expanduser()
-    if directory.is_dir() and any((directory / marker).is_file() for marker in _SAVED_MARKERS):
-        rows: datasets.Dataset | datasets.IterableDataset = _from_disk(directory, split)
-    else:
-        rows = _load(
-            str(directory) if directory.is_dir() else path, config, split, streaming, data_files
-        )
+    rows = hub_rows(path, config, split, streaming, data_files)
     texts = _column(rows, text_field, path)
     return _documents(texts, text_field, max_documents, f"hub_dataset {path!r}")
+
+
+def hub_rows(
+    path: str,
+    config: str | None = None,
+    split: str = "train",
+    streaming: bool = False,
+    data_files: str | list[str] | None = None,
+) -> datasets.Dataset | datasets.IterableDataset:
+    """The rows of a ``save_to_disk`` directory or of ``load_dataset(path, ...)`` (one split)."""
+    directory = Path(path).expanduser()
+    if directory.is_dir() and any((directory / marker).is_file() for marker in _SAVED_MARKERS):
+        return _from_disk(directory, split)
+    return _load(
+        str(directory) if directory.is_dir() else path, config, split, streaming, data_files
+    )
 
 
 def _missing_column(path: str, field: str, columns: Iterable[str]) -> ValueError:
