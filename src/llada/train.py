@@ -84,16 +84,17 @@ def apply_global_batch_size(trainer: L.Trainer, batch_size: int, global_batch_si
 
 
 def finish_with_validation(trainer: L.Trainer, model: DiffusionLM, datamodule: Any) -> None:
-    """Validate and checkpoint the final weights when the last step was not a validation step.
+    """Validate the final weights (unless the last step just did) and write them to last.ckpt.
 
-    Without this a run whose max_steps is not a multiple of val_check_interval would end with no
-    final metrics and (for short runs) no checkpoint at all.
+    Without this a run whose max_steps is not a multiple of val_check_interval would end with
+    stale metrics and a last.ckpt from the last periodic save, not the final weights.
     """
-    if trainer.fast_dev_run or trainer.global_step == model.last_validated_step:
+    if trainer.fast_dev_run:
         return
-    trainer.validate(model, datamodule=datamodule, verbose=False)
+    if trainer.global_step != model.last_validated_step:
+        trainer.validate(model, datamodule=datamodule, verbose=False)
     checkpoint = trainer.checkpoint_callback
-    if checkpoint is not None and checkpoint.dirpath:
+    if checkpoint is not None and checkpoint.dirpath:  # last.ckpt = the final weights
         trainer.save_checkpoint(str(Path(checkpoint.dirpath) / "last.ckpt"))
 
 
