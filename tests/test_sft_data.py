@@ -206,7 +206,12 @@ def test_chat_records_from_a_saved_hf_dataset(tmp_path: Path) -> None:
     from llada.data.sft import read_examples
 
     conversations = [
-        {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]},
+        {
+            "messages": [
+                {"role": "user", "content": "hi"},
+                {"role": "assistant", "content": "hello"},
+            ]
+        },
         {"messages": [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}]},
     ]
     datasets.Dataset.from_list(conversations).save_to_disk(str(tmp_path / "chat"))
