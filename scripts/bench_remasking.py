@@ -23,6 +23,9 @@ from llada import DiffusionLM
 STRATEGIES = [
     ("low_confidence", {}, {"block_length": None}),  # LLaDA reference: pure diffusion order
     ("low_confidence", {}, {}),  # the run's default: blocks of 4
+    ("low_confidence", {}, {"kv_cache": True}),  # + approximate prefix KV cache
+    ("low_confidence", {}, {"block_length": 16}),
+    ("low_confidence", {}, {"block_length": 16, "kv_cache": True}),
     ("random", {}, {}),
     ("margin", {}, {}),
     ("entropy", {}, {}),
@@ -62,6 +65,7 @@ def bench(model: DiffusionLM, samples: int, n_tokens: int, steps: int) -> list[d
                     "block_length", model.generation_defaults["block_length"]
                 ),
                 "steps": settings["steps"],
+                "kv_cache": settings.get("kv_cache", False),
                 "nfe_per_batch": out.nfe,
                 "tokens_per_second": round(out.tokens.numel() / wall, 1),
                 "distinct_2": round(distinct_2(tokens), 3),
@@ -91,12 +95,13 @@ def main() -> None:
     result = {"ckpt": args.ckpt, "machine": machine, "samples": args.samples, "rows": rows}
     (out / "bench_remasking.json").write_text(json.dumps(result, indent=2) + "\n")
     header = (
-        "| remasking | options | block | steps | NFE | tokens/s | distinct-2 | self log-lik/token |"
+        "| remasking | options | block | steps | kv cache | NFE | tokens/s | distinct-2 "
+        "| self log-lik/token |"
     )
-    lines = [header, "|---|---|---|---|---|---|---|---|"]
+    lines = [header, "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(
-            f"| {r['remasking']} | {r['options'] or ''} | {r['block_length']} | {r['steps']} | "
+            f"| {r['remasking']} | {r['options'] or ''} | {r['block_length']} | {r['steps']} | {r['kv_cache']} | "
             f"{r['nfe_per_batch']} | {r['tokens_per_second']} | {r['distinct_2']} | "
             f"{r['self_loglik_per_token']} |"
         )

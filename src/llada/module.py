@@ -30,6 +30,7 @@ from llada.diffusion.schedules import LinearSchedule, MaskingSchedule
 from llada.diffusion.sft import drop_prompt_for_cfg, sft_loss
 from llada.diffusion.token_choice import make_token_chooser
 from llada.ema import EMA_KEY
+from llada.models.prefix_cache import PrefixCachedLogits
 
 CHECKPOINT_KEY = "llada"
 MASK_SLOT = re.compile(r"\[MASK\](?:x(\d+))?")  # infilling slots: [MASK] or [MASK]x5
@@ -48,6 +49,7 @@ DEFAULT_GENERATION: dict[str, Any] = {
     "eos_last": False,  # EOS predictions commit last
     "forbid_eos": False,  # never generate EOS
     "remasking_options": {},  # e.g. {"threshold": 0.9} for remasking="threshold"
+    "kv_cache": False,  # approximate prefix KV cache across a block's steps (native backbone)
 }
 
 
@@ -333,9 +335,10 @@ class DiffusionLM(L.LightningModule):
         eos = eos_id(self.tokenizer)
         was_training = self.training
         self.eval()
+        logits_fn = PrefixCachedLogits(self.backbone) if options["kv_cache"] else self
         try:
             return generate(
-                self,
+                logits_fn,
                 canvas,
                 self.mask_id,
                 steps=int(options["steps"]),

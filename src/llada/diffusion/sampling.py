@@ -195,7 +195,11 @@ def generate(
     lowest = torch.finfo(torch.float32).min
     result = GenerationResult(tokens=canvas, nfe=0, seconds=0.0)
     logits: Tensor | None = None  # valid for the current canvas; None once it changes
+    begin_block = getattr(logits_fn, "begin_block", None)  # e.g. a prefix KV cache
     for start, end, block_steps in plan:
+        if begin_block is not None:
+            begin_block(start)
+            logits = None  # the cache refreshes at the block's first pass
         in_block = (positions >= start) & (positions < end)  # (L,)
         schedule = step_plan(((canvas == mask_id) & in_block).sum(dim=1), block_steps)  # (B, S_b)
         carry = torch.zeros(canvas.shape[0], dtype=torch.long, device=canvas.device)  # (B,)

@@ -34,10 +34,11 @@ class RotaryEmbedding(nn.Module):
         self.register_buffer("cos", angles.cos(), persistent=False)
         self.register_buffer("sin", angles.sin(), persistent=False)
 
-    def forward(self, x: Tensor) -> Tensor:
-        """x (B, H, L, D) -> x rotated by its position."""
+    def forward(self, x: Tensor, offset: int = 0) -> Tensor:
+        """x (B, H, L, D) at positions offset.. offset+L -> x rotated by its position."""
         length = x.shape[-2]
-        cos, sin = self.cos[:length].to(x.dtype), self.sin[:length].to(x.dtype)  # (L, D/2)
+        cos = self.cos[offset : offset + length].to(x.dtype)  # (L, D/2)
+        sin = self.sin[offset : offset + length].to(x.dtype)
         x1, x2 = x[..., 0::2], x[..., 1::2]  # (B, H, L, D/2)
         rotated = torch.stack(
             (x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1
@@ -54,11 +55,19 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim, bias=False)
         self.out = nn.Linear(dim, dim, bias=False)
 
-    def forward(self, x: Tensor, attn_bias: Tensor | None) -> Tensor:
+    def forward(self, x: Tensor, attn_bias: Tensor | None, kv: KVPrefix | None = None) -> Tensor:
+        """x (B, L, dim) at positions kv.offset.. (0 without a cache) -> (B, L, dim).
+
+        With `kv`, keys/values of the positions before the offset come from the cache (prefix
+        cache) or, when `kv.record` is set, the computed ones are stored for later calls.
+        """
         batch, length, dim = x.shape
+        offset = kv.offset if kv is not None and not kv.record else 0  # replay: x starts there
         qkv = self.qkv(x).view(batch, length, 3, self.n_heads, dim // self.n_heads)
         q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each (B, H, L, D)
-        q, k = self.rope(q), self.rope(k)
+        q, k = self.rope(q, offset), self.rope(k, offset)
+        if kv is not None:
+            k, v = kv.extend(self, k, v)  # (B, H, prefix + L, D)
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_bias, is_causal=self.causal)
         return self.out(y.transpose(1, 2).reshape(batch, length, dim))  # (B, L, dim)
 
@@ -74,6 +83,26 @@ class SwiGLU(nn.Module):
         return self.down(F.silu(gate) * up)
 
 
+class KVPrefix:
+    """Keys/values of the positions before `offset`, per attention layer (Fast-dLLM prefix cache).
+
+    `record=True`: a full pass stores each layer's prefix keys/values. `record=False`: a pass over
+    the positions from `offset` on reuses them. Approximate within a block (the prefix's states
+    would change with the block's new tokens), exact at the block's first step.
+    """
+
+    def __init__(self, offset: int) -> None:
+        self.offset, self.record = offset, True
+        self.store: dict[int, tuple[Tensor, Tensor]] = {}
+
+    def extend(self, layer: nn.Module, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        if self.record:
+            self.store[id(layer)] = (k[:, :, : self.offset], v[:, :, : self.offset])
+            return k, v
+        prefix_k, prefix_v = self.store[id(layer)]
+        return torch.cat([prefix_k, k], dim=2), torch.cat([prefix_v, v], dim=2)
+
+
 class Block(nn.Module):
     def __init__(self, dim: int, n_heads: int, hidden: int, rope: RotaryEmbedding, causal: bool):
         super().__init__()
@@ -81,8 +110,8 @@ class Block(nn.Module):
         self.attn = Attention(dim, n_heads, rope, causal)
         self.mlp = SwiGLU(dim, hidden)
 
-    def forward(self, x: Tensor, attn_bias: Tensor | None) -> Tensor:
-        x = x + self.attn(self.attn_norm(x), attn_bias)
+    def forward(self, x: Tensor, attn_bias: Tensor | None, kv: KVPrefix | None = None) -> Tensor:
+        x = x + self.attn(self.attn_norm(x), attn_bias, kv)
         return x + self.mlp(self.mlp_norm(x))
 
 
@@ -144,8 +173,13 @@ class NativeTransformer(nn.Module):
         input_ids: Tensor,
         attention_mask: Tensor | None = None,
         output_mask: Tensor | None = None,
+        kv: KVPrefix | None = None,
     ) -> Tensor:
-        """Logits (B, L, V), or (N, V) for the N positions of `output_mask` in row-major order."""
+        """Logits (B, L, V), or (N, V) for the N positions of `output_mask` in row-major order.
+
+        With a replaying `kv` (record False) `input_ids` are the positions from `kv.offset` on and
+        `attention_mask` still covers the whole canvas.
+        """
         length = input_ids.shape[1]
         if length > self.max_len:
             raise ValueError(
@@ -155,9 +189,11 @@ class NativeTransformer(nn.Module):
         if attention_mask is not None and not self.causal and not bool(attention_mask.all()):
             # (B, 1, 1, L): padded keys are invisible to every query.
             attn_bias = attention_mask[:, None, None, :].bool()
+        if kv is not None and self.causal:
+            raise ValueError("the prefix KV cache is for bidirectional models (model.causal=false)")
         x = self.embed(input_ids)  # (B, L, dim)
         for block in self.blocks:
-            x = block(x, attn_bias)
+            x = block(x, attn_bias, kv)
         if output_mask is not None:
             x = x[output_mask]  # (N, dim)
         return self.lm_head(self.norm(x))  # (B, L, V) or (N, V)
