@@ -12,6 +12,7 @@ from torch import Tensor
 from llada.diffusion.remasking import (
     LowConfidenceRemasking,
     RandomRemasking,
+    ThresholdRemasking,
     make_remasking,
 )
 from llada.diffusion.sampling import (
@@ -533,3 +534,51 @@ def test_generation_result_keeps_its_old_constructor() -> None:
     result = GenerationResult(torch.zeros(1, 2), 3, 0.5)
     assert result.trajectory == [] and result.confidences == []
     assert GenerationResult(torch.zeros(1, 2), 1, 0.0).trajectory is not result.trajectory
+
+
+def test_greedy_is_identical_with_and_without_logits_reuse() -> None:
+    """A cosine step plan has idle steps (k=0); they reuse logits, and skipping that changes nothing."""
+    common = {
+        "steps": 12, "chooser": Greedy(), "remasking": LowConfidenceRemasking(),
+        "mask_prob": CosineSchedule().mask_prob,
+    }  # fmt: skip
+    reused, fresh = TableModel(4, 6), TableModel(4, 6)
+    with_reuse = generate(reused, torch.full((2, 4), MASK), MASK, **common)
+    without = generate(fresh, torch.full((2, 4), MASK), MASK, reuse_logits=False, **common)
+    assert torch.equal(with_reuse.tokens, without.tokens)
+    assert with_reuse.nfe < without.nfe
+
+
+def test_random_remasking_does_not_follow_confidence_order() -> None:
+    """Confidence rises with position; low_confidence fills right to left, random does not."""
+    table = torch.zeros(12, 5)
+    table[torch.arange(12), torch.arange(12) % 5] = torch.arange(12, dtype=torch.float) + 1.0
+
+    def orders(remasking) -> list[int]:
+        canvases: list[Tensor] = []
+
+        def rising(canvas: Tensor, _: Tensor | None) -> Tensor:
+            canvases.append(canvas.clone())
+            return table.expand(canvas.shape[0], -1, -1)
+
+        out = generate(
+            rising, torch.full((1, 12), MASK), MASK, steps=12, chooser=Greedy(),
+            remasking=remasking, generator=torch.Generator().manual_seed(0),
+        ).tokens  # fmt: skip
+        states = [*canvases, out]
+        return [int((a[0] == MASK).nonzero()[((b[0] != MASK) & (a[0] == MASK))[a[0] == MASK]][0])
+                for a, b in itertools.pairwise(states)]  # fmt: skip
+
+    assert orders(LowConfidenceRemasking()) == list(range(11, -1, -1))
+    assert orders(RandomRemasking()) != list(range(11, -1, -1))
+
+
+def test_threshold_one_degrades_to_one_token_per_step() -> None:
+    model = TableModel(8, 6, scale=0.1)  # never fully confident
+    out = generate(
+        model, torch.full((1, 8), MASK), MASK, steps=2, chooser=Greedy(),
+        remasking=ThresholdRemasking(threshold=1.0), record=True,
+    )  # fmt: skip
+    assert out.nfe == 8  # one committed token per forward pass
+    masks = [int((canvas == MASK).sum()) for canvas in out.trajectory]
+    assert masks == list(range(7, -1, -1))

@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import open_dict
 
 from conftest import CONF_DIR, TINY_RUN
 from llada.ema import EMA_KEY
@@ -49,3 +51,24 @@ def test_global_batch_size_sets_accumulation(tmp_path: Path) -> None:
     assert result["model"].tokens_seen == 2 * 32 * 32  # 2 steps x 32 sequences x 32 tokens
     with pytest.raises(ValueError, match=r"not a multiple of data\.batch_size"):
         run(tmp_path / "bad", "global_batch_size=12")
+
+
+def test_wandb_offline_run_gets_samples_table_and_animation(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose(
+            "train",
+            overrides=[*TINY_RUN, f"run_dir={tmp_path}", "logger=wandb", "trainer.max_steps=2"],
+            return_hydra_config=True,
+        )
+    HydraConfig.instance().set_config(cfg)  # the wandb run name comes from hydra's job overrides
+    with open_dict(cfg):
+        del cfg.hydra  # as in a real run: the job's config does not carry hydra's own
+    train(cfg)
+    assert (tmp_path / "denoising.gif").is_file()
+    runs = list((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1
+    media = [p.name for p in (runs[0] / "files" / "media").rglob("*") if p.is_file()]
+    assert any(name.endswith(".table.json") for name in media), media
+    assert any(name.endswith(".gif") for name in media), media

@@ -42,6 +42,32 @@ class WriteSamples(L.Callback):
         self.prompts = list(prompts or [])
         self.records: list[dict[str, Any]] = []
 
+    def _save_animation(self, pl_module: L.LightningModule, out: Any) -> None:
+        """The first sample's denoising as a GIF beside samples.jsonl (and in wandb if on)."""
+        from llada import viz
+
+        start = out.trajectory[0].shape[1] - out.tokens.shape[1]
+        frames = viz.frames_from_trajectory(
+            out.trajectory, pl_module.tokenizer, pl_module.mask_id, start=start
+        )
+        self.animation = viz.save_gif(frames, self.path.parent / "denoising.gif")
+
+    def _log_to_wandb(self, trainer: L.Trainer, records: list[dict[str, Any]]) -> None:
+        """Samples as a table (text, strategy, steps, NFE) and the animation as media."""
+        from lightning.pytorch.loggers import WandbLogger
+
+        columns = ["prompt", "text", "sampler", "remasking", "steps", "nfe", "seconds"]
+        rows = [[str(r.get(c)) if c in ("prompt",) else r.get(c) for c in columns] for r in records]
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                import wandb
+
+                logger.log_table("samples/table", columns=columns, data=rows)
+                if getattr(self, "animation", None):
+                    logger.experiment.log(
+                        {"samples/denoising": wandb.Video(str(self.animation), format="gif")}
+                    )
+
     @staticmethod
     def _fitting_length(pl_module: L.LightningModule, prompt: str | None) -> int:
         """The configured n_tokens, shortened to what fits the model's context after the prompt.
@@ -65,7 +91,11 @@ class WriteSamples(L.Callback):
             if n_tokens < 1:
                 continue
             with ema.averaged(pl_module) if ema else nullcontext():
-                out = pl_module.generate_with_info(prompt, n_tokens, seed=self.seed + index)
+                out = pl_module.generate_with_info(
+                    prompt, n_tokens, seed=self.seed + index, record=not records
+                )
+            if not records and out.trajectory:
+                self._save_animation(pl_module, out)
             records.append(
                 {
                     "prompt": prompt,
@@ -80,6 +110,7 @@ class WriteSamples(L.Callback):
             )
         write_jsonl_atomic(self.path, records)
         self.records = records
+        self._log_to_wandb(trainer, records)
         if self.show:
             console = Console()
             for record in records:

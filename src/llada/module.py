@@ -50,6 +50,7 @@ DEFAULT_GENERATION: dict[str, Any] = {
     "forbid_eos": False,  # never generate EOS
     "remasking_options": {},  # e.g. {"threshold": 0.9} for remasking="threshold"
     "kv_cache": False,  # approximate prefix KV cache across a block's steps (native backbone)
+    "schedule_steps": False,  # tokens per step from the masking schedule (non-linear schedules)
 }
 
 
@@ -354,6 +355,7 @@ class DiffusionLM(L.LightningModule):
                 cfg_scale=float(options["cfg_scale"]),
                 prompt_mask=prompt_mask,
                 record=record,
+                mask_prob=self.schedule.mask_prob if options["schedule_steps"] else None,
             )
         finally:
             self.train(was_training)

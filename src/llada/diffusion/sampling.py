@@ -158,6 +158,7 @@ def generate(
     prompt_mask: Tensor | None = None,
     mask_prob: MaskProb | None = None,
     record: bool = False,
+    reuse_logits: bool = True,
 ) -> GenerationResult:
     """Fill the masks in canvas[:, gen_start:] block by block, committing k_s tokens per step.
 
@@ -238,7 +239,7 @@ def generate(
                 remask = remasking.remask(commit_score, candidates, generator) & candidates
                 canvas = canvas.masked_fill(remask, mask_id)
             carry = remask.sum(dim=1)
-            if commit.any() or remask.any():
+            if commit.any() or remask.any() or not reuse_logits:
                 logits = None
             if record:
                 result.trajectory.append(canvas.detach().to("cpu", copy=True))
