@@ -7,6 +7,8 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from hydra.errors import InstantiationException
+
 USER_ERRORS = (FileNotFoundError, ValueError, OSError, TypeError, KeyError)
 
 
@@ -15,9 +17,14 @@ def fail_cleanly() -> Iterator[None]:
     """Turn expected input errors into `error: <message>` and exit code 2 (LLADA_TRACEBACK=1 shows all)."""
     try:
         yield
-    except USER_ERRORS as error:
+    except (*USER_ERRORS, InstantiationException) as error:
         if os.environ.get("LLADA_TRACEBACK"):
             raise
-        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        # Hydra wraps a constructor's error (e.g. a schedule's range check): report the cause.
+        cause = error.__cause__ if isinstance(error, InstantiationException) else error
+        if isinstance(error, InstantiationException) and not isinstance(cause, USER_ERRORS):
+            raise
+        text = str(cause).strip()
+        message = text.splitlines()[0] if text else type(cause).__name__
         print(f"error: {message}", file=sys.stderr)
         sys.exit(2)

@@ -97,6 +97,9 @@ class DiffusionLM(L.LightningModule):
         self.schedule = schedule or LinearSchedule()
         self.optimizer_factory, self.lr_scheduler_factory = optimizer, lr_scheduler
         self.generation_defaults = {**DEFAULT_GENERATION, **(generation or {})}
+        self._check_generation(
+            self.generation_defaults
+        )  # bad sampler settings fail before training
         self.antithetic_time, self.random_length_prob = antithetic_time, random_length_prob
         self.val_mc_samples, self.val_seed, self.weight_decay = (
             val_mc_samples,
@@ -297,18 +300,39 @@ class DiffusionLM(L.LightningModule):
             texts.append(self.tokenizer.decode(row, skip_special_tokens=True).strip())
         return texts
 
-    def _options(self, n_tokens: int | None, settings: dict[str, Any]) -> dict[str, Any]:
-        """The run's generation defaults overridden by the call's non-None settings."""
-        unknown = set(settings) - set(DEFAULT_GENERATION)
+    @staticmethod
+    def _check_generation(options: dict[str, Any]) -> None:
+        """Build the chooser and remasking once and range-check the step plan."""
+        unknown = set(options) - set(DEFAULT_GENERATION)
         if unknown:
             raise TypeError(
                 f"unknown generation option(s) {sorted(unknown)}; allowed: {sorted(DEFAULT_GENERATION)}"
             )
+        for key in ("steps", "n_tokens"):
+            if int(options[key]) < 1:
+                raise ValueError(f"sampler.{key} must be >= 1, got {options[key]}")
+        if options["block_length"] is not None and int(options["block_length"]) < 1:
+            raise ValueError(
+                f"sampler.block_length must be >= 1 or null, got {options['block_length']}"
+            )
+        if float(options["cfg_scale"]) < 0:
+            raise ValueError(f"sampler.cfg_scale must be >= 0, got {options['cfg_scale']}")
+        make_token_chooser(
+            options["sampler"],
+            temperature=options["temperature"],
+            top_k=options["top_k"],
+            top_p=options["top_p"],
+        )
+        make_remasking(options["remasking"], **(options["remasking_options"] or {}))
+
+    def _options(self, n_tokens: int | None, settings: dict[str, Any]) -> dict[str, Any]:
+        """The run's generation defaults overridden by the settings the call passed."""
         # Only keys the caller passed override; an explicit None means "none" (block_length=None
         # is one block, top_k=None no top-k), never "use the default".
         options = {**self.generation_defaults, **settings}
         if n_tokens is not None:
             options["n_tokens"] = n_tokens
+        self._check_generation(options)
         return options
 
     def _reverse(
