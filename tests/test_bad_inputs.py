@@ -72,6 +72,28 @@ def test_train_rejects_bad_input(overrides, expected, earlier_run: Path, tmp_pat
     assert digest(earlier_run) == before
 
 
+def test_training_into_an_earlier_run_is_refused(earlier_run: Path) -> None:
+    before = digest(earlier_run / "checkpoints")
+    proc = run_cli(
+        "llada.train", *TINY_RUN, "trainer.max_steps=1", f"hydra.run.dir={earlier_run}", check=False
+    )
+    assert_one_line_error(proc, "already holds checkpoints")
+    assert digest(earlier_run / "checkpoints") == before
+
+
+def test_same_seed_same_metrics_and_samples(tmp_path: Path) -> None:
+    runs = []
+    for name in ("a", "b"):
+        run_cli("llada.train", *TINY_RUN, "trainer.max_steps=3", f"hydra.run.dir={tmp_path / name}")
+        runs.append(tmp_path / name)
+    for artefact in ("samples.jsonl", "metrics.csv"):
+        first, second = ((run / artefact).read_text() for run in runs)
+        if artefact == "samples.jsonl":  # wall-clock fields differ; everything else must not
+            strip = lambda text: [line.split('"seconds"')[0] for line in text.splitlines()]  # noqa: E731
+            first, second = strip(first), strip(second)
+        assert first == second, artefact
+
+
 def test_generate_rejects_bad_input(earlier_run: Path, tmp_path: Path) -> None:
     before = digest(earlier_run)
     ckpt = earlier_run / "checkpoints" / "last.ckpt"

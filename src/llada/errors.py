@@ -9,7 +9,7 @@ from contextlib import contextmanager
 
 from hydra.errors import InstantiationException
 
-USER_ERRORS = (FileNotFoundError, ValueError, OSError, TypeError, KeyError)
+USER_ERRORS = (FileNotFoundError, FileExistsError, ValueError, OSError, TypeError, KeyError)
 
 
 @contextmanager

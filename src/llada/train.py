@@ -55,6 +55,16 @@ def resolve_ckpt_path(ckpt_path: str | None, run_dir: Path) -> str | None:
     return str(Path(ckpt_path).expanduser())
 
 
+def refuse_to_overwrite(run_dir: Path, ckpt_path: str | None) -> None:
+    """A run directory that already holds checkpoints is resumed, never silently trained over."""
+    existing = sorted((run_dir / "checkpoints").glob("*.ckpt"))
+    if existing and ckpt_path is None:
+        raise FileExistsError(
+            f"{run_dir} already holds checkpoints ({existing[0].name}, ...); resume it with "
+            "ckpt_path=last or pick a new hydra.run.dir"
+        )
+
+
 def build_model(cfg: DictConfig, tokenizer: Any) -> DiffusionLM:
     backbone = instantiate(cfg.model)(vocab_size=len(tokenizer))
     if hasattr(backbone, "fit_vocab"):  # pretrained weights, tokenizer with added tokens
@@ -102,6 +112,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     """Train one run described by `cfg`; returns {"metrics", "model", "trainer", "run_dir", ...}."""
     run_dir = Path(cfg.run_dir)
     ckpt_path = resolve_ckpt_path(cfg.ckpt_path, run_dir)  # fail before any work is done
+    refuse_to_overwrite(run_dir, ckpt_path)
     L.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data)
     tokenizer_source = pretrained_tokenizer_source(cfg.model)
