@@ -7,25 +7,26 @@ cached arrow files.
 
 from __future__ import annotations
 
-import math
 import os
 import random
-import shutil
-import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
 import datasets
 import lightning
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import torch
 from torch.utils.data import DataLoader, Sampler
 from transformers import PreTrainedTokenizerFast
 
+from llada.data.common import (
+    TokenizedData,
+    flat_tokens,
+    quiet_datasets,
+    require,
+    save_atomically,
+)
 from llada.data.resumable import ResumableShuffleSampler
 from llada.data.tokenizer import ensure_mask_token, eos_id, text_digest, train_tokenizer
 
@@ -34,7 +35,6 @@ __all__ = ["DATA_CACHE_VERSION", "TextDataModule", "collate_blocks", "split_docu
 # Bump when tokenisation or packing changes, so stale cached datasets are not reused.
 DATA_CACHE_VERSION = "llada-data-v1"
 SPLITS = ("train", "validation")
-T = TypeVar("T")
 
 
 def split_documents(
@@ -64,23 +64,6 @@ def collate_blocks(rows: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tenso
     return {"input_ids": input_ids, "attention_mask": attention}
 
 
-@contextmanager
-def _quiet_datasets() -> Iterator[None]:
-    """Silence datasets' per-call progress bars (map, save) and restore the caller's setting."""
-    was_disabled = datasets.are_progress_bars_disabled()
-    datasets.disable_progress_bars()
-    try:
-        yield
-    finally:
-        if not was_disabled:
-            datasets.enable_progress_bars()
-
-
-def _flat_tokens(dataset: datasets.Dataset) -> np.ndarray:
-    """All token ids of a list-valued ``input_ids`` column, in order, as one array (N,)."""
-    return pc.list_flatten(dataset.data.column("input_ids")).to_numpy()
-
-
 def _tokenize(
     documents: list[str],
     tokenizer: PreTrainedTokenizerFast,
@@ -107,7 +90,7 @@ def _tokenize(
 
 def _pack(tokens: datasets.Dataset, block_size: int, split: str) -> datasets.Dataset:
     """Concatenate every document's ids and cut into full ``block_size`` rows (tail dropped)."""
-    flat = _flat_tokens(tokens)  # (N,)
+    flat = flat_tokens(tokens)  # (N,)
     n_blocks = len(flat) // block_size
     if n_blocks == 0:
         raise ValueError(
@@ -143,29 +126,7 @@ def _pad_examples(
     return datasets.Dataset(pa.table(table))
 
 
-def _save_atomically(splits: dict[str, datasets.Dataset], target: Path) -> None:
-    """save_to_disk into a temp dir, then rename: readers see all splits or nothing."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=target.name + ".tmp-", dir=target.parent))
-    try:
-        for name, dataset in splits.items():
-            dataset.save_to_disk(str(tmp / name))
-        os.replace(tmp, target)
-    except OSError:
-        if not target.is_dir():  # a concurrent writer winning the rename is fine; else re-raise
-            raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _require(value: T | None, step: str) -> T:
-    """Unwrap a value that only exists after ``step`` ran, with a message that says so."""
-    if value is None:
-        raise RuntimeError(f"TextDataModule: call {step} first")
-    return value
-
-
-class TextDataModule(lightning.LightningDataModule):
+class TextDataModule(TokenizedData, lightning.LightningDataModule):
     """Packed-block text data for masked diffusion LMs, from any corpus callable.
 
     ``corpus`` returns the documents (e.g. a Hydra partial of ``llada.data.corpus.pydoc_topics``).
@@ -260,7 +221,7 @@ class TextDataModule(lightning.LightningDataModule):
         tokenizer = self.prepare_tokenizer()
         target = self._cache_path(tokenizer)
         self.cache_hit = target.is_dir()
-        with _quiet_datasets():
+        with quiet_datasets():
             if not self.cache_hit:
                 documents = self._load_documents()
                 eos = eos_id(tokenizer)
@@ -277,7 +238,7 @@ class TextDataModule(lightning.LightningDataModule):
                     else _pad_examples(tokens, self.block_size, split, pad)
                     for split, tokens in tokenized.items()
                 }
-                _save_atomically(packed, target)
+                save_atomically(packed, target)
             loaded = {split: datasets.load_from_disk(str(target / split)) for split in SPLITS}
         self.train_dataset = loaded["train"].with_format("torch")
         self.val_dataset = loaded["validation"].with_format("torch")
@@ -298,7 +259,7 @@ class TextDataModule(lightning.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         """Shuffled (seeded), full batches only: every step sees ``batch_size`` blocks."""
-        train = _require(self.train_dataset, "setup()")
+        train = require(self.train_dataset, "setup()")
         if len(train) < self.batch_size:
             raise ValueError(
                 f"train split has {len(train)} blocks, fewer than batch_size={self.batch_size}"
@@ -319,43 +280,10 @@ class TextDataModule(lightning.LightningDataModule):
         trainer = getattr(self, "trainer", None)
         if trainer is None or trainer.global_step == 0:
             return 0, 0
-        batches_per_epoch = len(_require(self.train_dataset, "setup()")) // self.batch_size
+        batches_per_epoch = len(require(self.train_dataset, "setup()")) // self.batch_size
         consumed = trainer.global_step * trainer.accumulate_grad_batches
         return divmod(consumed, batches_per_epoch)
 
     def val_dataloader(self) -> DataLoader:
         """In order, every validation block (last batch may be smaller)."""
-        return self._loader(_require(self.val_dataset, "setup()"), sampler=None)
-
-    def unigram_perplexity(self) -> float:
-        """Validation perplexity of a unigram model fit on the train blocks (add-one smoothing).
-
-        The floor a language model must beat: it knows token frequencies and nothing else.
-        """
-        train = _flat_tokens(_require(self.train_dataset, "setup()"))  # (N_train,)
-        val = _flat_tokens(_require(self.val_dataset, "setup()"))  # (N_val,)
-        vocab = self.vocab_size_actual
-        counts = np.bincount(train, minlength=vocab).astype(np.float64)  # (V,)
-        log_probs = np.log(counts + 1.0) - math.log(len(train) + vocab)  # (V,)
-        return float(math.exp(-log_probs[val].mean()))
-
-    @property
-    def _tok(self) -> PreTrainedTokenizerFast:
-        return _require(self.tokenizer, "prepare_tokenizer()")
-
-    @property
-    def vocab_size_actual(self) -> int:
-        """Embedding rows the model needs (includes added tokens, unlike ``tok.vocab_size``)."""
-        return len(self._tok)
-
-    @property
-    def mask_token_id(self) -> int:
-        return int(self._tok.mask_token_id)
-
-    @property
-    def pad_token_id(self) -> int | None:
-        return self._tok.pad_token_id
-
-    @property
-    def eos_token_id(self) -> int:
-        return eos_id(self._tok)
+        return self._loader(require(self.val_dataset, "setup()"), sampler=None)

@@ -23,7 +23,6 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
-from typing import TypeVar
 
 import datasets
 import lightning
@@ -33,8 +32,8 @@ import torch
 from torch.utils.data import DataLoader
 from transformers import PreTrainedTokenizerBase
 
+from llada.data.common import TokenizedData, quiet_datasets, require, save_atomically
 from llada.data.corpus import match_files
-from llada.data.datamodule import _flat_tokens, _quiet_datasets, _save_atomically
 from llada.data.tokenizer import ensure_mask_token, eos_id, text_digest, train_tokenizer
 
 __all__ = [
@@ -56,7 +55,6 @@ DEFAULT_SFT_PATH = str(files("llada.data").joinpath("assets", "sft_tiny.jsonl"))
 PLAIN_ROLES: dict[str, str] = {"system": "System", "user": "User", "assistant": "Assistant"}
 
 Message = dict[str, str]
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -207,13 +205,6 @@ def _split_examples(
     }
 
 
-def _require(value: T | None, step: str) -> T:
-    """Unwrap a value that only exists after ``step`` ran, with a message that says so."""
-    if value is None:
-        raise RuntimeError(f"SFTDataModule: call {step} first")
-    return value
-
-
 def _tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:
     """What decides the ids: the backend JSON of a fast tokenizer, else its vocabulary."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
@@ -222,7 +213,7 @@ def _tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:
     return json.dumps(sorted(tokenizer.get_vocab().items()))
 
 
-class SFTDataModule(lightning.LightningDataModule):
+class SFTDataModule(TokenizedData, lightning.LightningDataModule):
     """Prompt/response rows for LLaDA-style SFT; same interface as ``TextDataModule``.
 
     ``block_size`` is the row length (prompt + response + EOS padding). Call
@@ -341,10 +332,10 @@ class SFTDataModule(lightning.LightningDataModule):
         formatted = self._formatted(tokenizer)
         target = self._cache_path(tokenizer, formatted)
         self.cache_hit = target.is_dir()
-        with _quiet_datasets():
+        with quiet_datasets():
             if not self.cache_hit:
                 encoded = {split: self._encode(formatted[split], tokenizer) for split in SPLITS}
-                _save_atomically(encoded, target)
+                save_atomically(encoded, target)
             loaded = {split: datasets.load_from_disk(str(target / split)) for split in SPLITS}
         self.train_dataset = loaded["train"].with_format("torch")
         self.val_dataset = loaded["validation"].with_format("torch")
@@ -363,40 +354,7 @@ class SFTDataModule(lightning.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         """Shuffled (seeded). The last batch may be smaller: the SFT loss is a per-row mean."""
-        return self._loader(_require(self.train_dataset, "setup()"), shuffle=True)
+        return self._loader(require(self.train_dataset, "setup()"), shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(_require(self.val_dataset, "setup()"), shuffle=False)
-
-    def unigram_perplexity(self) -> float:
-        """Validation perplexity of a unigram model of the train rows (add-one smoothing).
-
-        Over every position, EOS padding included, like the module's validation ELBO on these rows.
-        """
-        train = _flat_tokens(_require(self.train_dataset, "setup()"))  # (N_train * L,)
-        val = _flat_tokens(_require(self.val_dataset, "setup()"))  # (N_val * L,)
-        vocab = self.vocab_size_actual
-        counts = np.bincount(train, minlength=vocab).astype(np.float64)  # (V,)
-        log_probs = np.log(counts + 1.0) - np.log(len(train) + vocab)  # (V,)
-        return float(np.exp(-log_probs[val].mean()))
-
-    @property
-    def _tok(self) -> PreTrainedTokenizerBase:
-        return _require(self.tokenizer, "prepare_tokenizer()")
-
-    @property
-    def vocab_size_actual(self) -> int:
-        """Embedding rows the model needs (includes added tokens)."""
-        return len(self._tok)
-
-    @property
-    def mask_token_id(self) -> int:
-        return int(self._tok.mask_token_id)
-
-    @property
-    def pad_token_id(self) -> int | None:
-        return self._tok.pad_token_id
-
-    @property
-    def eos_token_id(self) -> int:
-        return eos_id(self._tok)
+        return self._loader(require(self.val_dataset, "setup()"), shuffle=False)
