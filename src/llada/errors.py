@@ -8,8 +8,19 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from hydra.errors import InstantiationException
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 
-USER_ERRORS = (FileNotFoundError, FileExistsError, ValueError, OSError, TypeError, KeyError)
+# Lightning's complaints about the trainer settings (e.g. a GPU asked for on a machine without one).
+TRAINER_HINT = " (check trainer.accelerator / trainer.devices; trainer=cpu runs anywhere)"
+USER_ERRORS = (
+    FileNotFoundError,
+    FileExistsError,
+    ValueError,
+    OSError,
+    TypeError,
+    KeyError,
+    MisconfigurationException,
+)
 
 
 @contextmanager
@@ -26,5 +37,7 @@ def fail_cleanly() -> Iterator[None]:
             raise
         text = str(cause).strip()
         message = text.splitlines()[0] if text else type(cause).__name__
+        if isinstance(cause, MisconfigurationException):
+            message += TRAINER_HINT
         print(f"error: {message}", file=sys.stderr)
         sys.exit(2)
