@@ -23,15 +23,6 @@ VOCAB = 6
 MASK_ID = 5  # tokens 0..4 are real, 5 is the mask
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: a second intra-op thread only adds sync cost, seconds when the cores are busy."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 class ContextFree:
     """A fixed random logits table per (position, token) that ignores the input.
 

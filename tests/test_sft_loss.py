@@ -16,15 +16,6 @@ MASK_ID = 4  # tokens 0..3 are real, 4 is the mask
 EOS = 3
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: a second intra-op thread only adds sync cost, seconds when the cores are busy."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 class Recorder:
     """Context-free logits (a fixed table per position) that records every canvas it is given."""
 
