@@ -35,6 +35,7 @@ TRAIN_CASES = [
     (["global_batch_size=12"], "global_batch_size=12 is not a multiple of data.batch_size"),
     (["model=distilbert", "model.pretrained=no-such/model"], "the Hugging Face hub is unreachable"),
     (["trainer=gpu"], "trainer=cpu runs anywhere"),  # this machine has no GPU
+    (["optim.optimizer.lr=1e30", "trainer.max_steps=3"], "the last good checkpoint is kept"),
 ]
 
 

@@ -72,3 +72,11 @@ def test_wandb_offline_run_gets_samples_table_and_animation(tmp_path: Path, monk
     media = [p.name for p in (runs[0] / "files" / "media").rglob("*") if p.is_file()]
     assert any(name.endswith(".table.json") for name in media), media
     assert any(name.endswith(".gif") for name in media), media
+
+
+def test_nonfinite_loss_skip_policy_keeps_training(tmp_path: Path) -> None:
+    result = run(
+        tmp_path, "optim.optimizer.lr=1e30", "module.nonfinite_loss=skip", "trainer.max_steps=4"
+    )
+    assert result["metrics"]["train/skipped_nonfinite"] >= 1
+    assert (tmp_path / "checkpoints" / "last.ckpt").is_file()

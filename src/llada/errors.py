@@ -19,6 +19,7 @@ USER_ERRORS = (
     OSError,
     TypeError,
     KeyError,
+    FloatingPointError,
     MisconfigurationException,
 )
 

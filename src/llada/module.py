@@ -89,6 +89,7 @@ class DiffusionLM(L.LightningModule):
         weight_decay: float = 0.1,
         loss_buckets: int = 10,
         cfg_prompt_dropout: float = 0.0,
+        nonfinite_loss: str = "stop",
     ) -> None:
         super().__init__()
         if tokenizer.mask_token_id is None:
@@ -109,6 +110,11 @@ class DiffusionLM(L.LightningModule):
         self.mask_id = int(tokenizer.mask_token_id)
         self.pad_id = tokenizer.pad_token_id
         self.loss_buckets, self.cfg_prompt_dropout = loss_buckets, cfg_prompt_dropout
+        if nonfinite_loss not in ("stop", "skip"):
+            raise ValueError(
+                f"module.nonfinite_loss must be 'stop' or 'skip', got {nonfinite_loss!r}"
+            )
+        self.nonfinite_loss = nonfinite_loss
         self.last_validated_step = -1  # lets the train entry add a final validation if needed
         self.tokens_seen = 0  # per process; restored on resume via on_load_checkpoint
         self.val_nll, self.val_slots = SumMetric(), SumMetric()
@@ -162,9 +168,23 @@ class DiffusionLM(L.LightningModule):
         return {key: value[:, :cut] for key, value in batch.items()}
 
     # --------------------------------------------------------------- training
-    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        if "prompt_mask" in batch:
-            return self._sft_step(batch)
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor | None:
+        loss = self._sft_step(batch) if "prompt_mask" in batch else self._pretraining_step(batch)
+        return self._guard_nonfinite(loss)
+
+    def _guard_nonfinite(self, loss: Tensor) -> Tensor | None:
+        """NaN/inf loss: stop with a clear error (the last good checkpoint stays) or skip the step."""
+        if bool(torch.isfinite(loss)):
+            return loss
+        if self.nonfinite_loss == "skip":
+            self.log("train/skipped_nonfinite", 1.0, reduce_fx="sum", on_step=False, on_epoch=True)
+            return None  # Lightning skips the optimizer step
+        raise FloatingPointError(
+            f"loss is {loss.item()} at step {self.global_step}; the last good checkpoint is kept "
+            "(lower optim.optimizer.lr, or module.nonfinite_loss=skip to skip such steps)"
+        )
+
+    def _pretraining_step(self, batch: dict[str, Tensor]) -> Tensor:
         batch = self._maybe_random_length(batch)
         row_nll, slots, t = self._weighted_nll(
             batch["input_ids"], batch.get("attention_mask"), None
