@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -14,17 +12,14 @@ from lightning.pytorch.utilities import rank_zero_only
 from rich.console import Console
 from rich.panel import Panel
 
+from llada.atomic import atomic_write
 from llada.ema import find_ema
 
 
 def write_jsonl_atomic(path: Path, records: list[dict[str, Any]]) -> None:
-    """Write to a temp file in the same directory, then rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        for record in records:
-            handle.write(json.dumps(record) + "\n")
-    os.replace(tmp, path)
+    """One JSON object a line, written atomically: readers never see half a file."""
+    with atomic_write(path, "w") as handle:
+        handle.writelines(json.dumps(record) + "\n" for record in records)
 
 
 class WriteSamples(L.Callback):
@@ -57,7 +52,7 @@ class WriteSamples(L.Callback):
         from lightning.pytorch.loggers import WandbLogger
 
         columns = ["prompt", "text", "sampler", "remasking", "steps", "nfe", "seconds"]
-        rows = [[str(r.get(c)) if c in ("prompt",) else r.get(c) for c in columns] for r in records]
+        rows = [[str(r["prompt"]), *(r.get(c) for c in columns[1:])] for r in records]
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
                 import wandb

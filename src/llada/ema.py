@@ -38,31 +38,34 @@ class EMA(L.Callback):
         for name, value in self._float_weights(pl_module).items():
             self.shadow[name].lerp_(value.detach().to(self.shadow[name].dtype), 1.0 - self.decay)
 
-    @contextmanager
-    def averaged(self, pl_module: L.LightningModule) -> Iterator[None]:
-        """Run a block with the averaged weights in the module, then put the live ones back."""
+    def _swap_in(self, pl_module: L.LightningModule) -> bool:
+        """Put the averaged weights in the module (keeping the live ones); False if nothing to do."""
         if not self.shadow or self._backup is not None:
-            yield
-            return
+            return False
         self._backup = {k: v.detach().clone() for k, v in self._float_weights(pl_module).items()}
         pl_module.load_state_dict(self.shadow, strict=False)
-        try:
-            yield
-        finally:
-            pl_module.load_state_dict(self._backup, strict=False)
-            self._backup = None
+        return True
 
-    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.shadow and self._backup is None:
-            self._backup = {
-                k: v.detach().clone() for k, v in self._float_weights(pl_module).items()
-            }
-            pl_module.load_state_dict(self.shadow, strict=False)
-
-    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def _swap_out(self, pl_module: L.LightningModule) -> None:
         if self._backup is not None:
             pl_module.load_state_dict(self._backup, strict=False)
             self._backup = None
+
+    @contextmanager
+    def averaged(self, pl_module: L.LightningModule) -> Iterator[None]:
+        """Run a block with the averaged weights in the module, then put the live ones back."""
+        swapped = self._swap_in(pl_module)
+        try:
+            yield
+        finally:
+            if swapped:
+                self._swap_out(pl_module)
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._swap_in(pl_module)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._swap_out(pl_module)
 
     def on_save_checkpoint(
         self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]

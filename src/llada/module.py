@@ -17,7 +17,7 @@ import hydra
 import lightning as L
 import torch
 from torch import Tensor, nn
-from torchmetrics import SumMetric
+from torchmetrics import MeanMetric, SumMetric
 from transformers import PreTrainedTokenizerBase
 
 from llada.data.tokenizer import eos_id, tokenizer_from_state, tokenizer_to_state
@@ -98,15 +98,10 @@ class DiffusionLM(L.LightningModule):
         self.schedule = schedule or LinearSchedule()
         self.optimizer_factory, self.lr_scheduler_factory = optimizer, lr_scheduler
         self.generation_defaults = {**DEFAULT_GENERATION, **(generation or {})}
-        self._check_generation(
-            self.generation_defaults
-        )  # bad sampler settings fail before training
+        self._check_generation(self.generation_defaults)  # bad settings fail before training
         self.antithetic_time, self.random_length_prob = antithetic_time, random_length_prob
-        self.val_mc_samples, self.val_seed, self.weight_decay = (
-            val_mc_samples,
-            val_seed,
-            weight_decay,
-        )
+        self.val_mc_samples, self.val_seed = val_mc_samples, val_seed
+        self.weight_decay = weight_decay
         self.mask_id = int(tokenizer.mask_token_id)
         self.pad_id = tokenizer.pad_token_id
         self.loss_buckets, self.cfg_prompt_dropout = loss_buckets, cfg_prompt_dropout
@@ -116,9 +111,18 @@ class DiffusionLM(L.LightningModule):
             )
         self.nonfinite_loss = nonfinite_loss
         self.last_validated_step = -1  # lets the train entry add a final validation if needed
-        self.tokens_seen = 0  # per process; restored on resume via on_load_checkpoint
+        # Kept on the device so the training step never waits for the GPU: tokens seen (per
+        # process; restored on resume) and the row-weighted loss by t-bucket over the epoch.
+        self.register_buffer("_tokens_seen", torch.zeros((), dtype=torch.long), persistent=False)
+        self.loss_by_t = nn.ModuleList(
+            MeanMetric(nan_strategy="disable") for _ in range(max(loss_buckets, 0))
+        )
         self.val_nll, self.val_slots = SumMetric(), SumMetric()
         self.val_row_sum, self.val_row_sq, self.val_rows = SumMetric(), SumMetric(), SumMetric()
+
+    @property
+    def tokens_seen(self) -> int:
+        return int(self._tokens_seen)
 
     # ------------------------------------------------------------------ model
     def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None) -> Tensor:
@@ -192,8 +196,8 @@ class DiffusionLM(L.LightningModule):
         loss = row_nll.sum() / slots.sum()  # LLaDA eq. 3: per-token ELBO in nats
         self.log("train/loss", loss, prog_bar=True)
         self._log_loss_by_t(row_nll / slots, t)
-        self.tokens_seen += int(slots.sum().item())
-        self.log("train/tokens_seen", float(self.tokens_seen))
+        self._tokens_seen += slots.sum().long()
+        self.log("train/tokens_seen", self._tokens_seen.float())
         return loss
 
     def _sft_step(self, batch: dict[str, Tensor]) -> Tensor:
@@ -220,14 +224,15 @@ class DiffusionLM(L.LightningModule):
         if self.loss_buckets <= 0:
             return
         buckets = elbo_bucket_index(t.detach(), self.loss_buckets)  # (B,)
-        for bucket in buckets.unique().tolist():
-            lower = bucket / self.loss_buckets
-            self.log(
-                f"train_loss_by_t/{lower:.1f}-{lower + 1 / self.loss_buckets:.1f}",
-                per_token.detach()[buckets == bucket].mean(),
-                on_step=False,
-                on_epoch=True,
-            )
+        values = per_token.detach().float()  # (B,)
+        sums = torch.zeros(self.loss_buckets, device=values.device).index_add_(0, buckets, values)
+        counts = torch.bincount(buckets, minlength=self.loss_buckets).float()  # (n,)
+        means = sums / counts.clamp_min(1.0)  # (n,); empty buckets get weight 0 below
+        width = 1 / self.loss_buckets
+        for bucket, metric in enumerate(self.loss_by_t):
+            metric.update(means[bucket], weight=counts[bucket])
+            name = f"train_loss_by_t/{bucket * width:.1f}-{(bucket + 1) * width:.1f}"
+            self.log(name, metric, on_step=False, on_epoch=True)
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         """K Monte-Carlo draws of the ELBO with a generator seeded per batch: reproducible."""
@@ -579,7 +584,7 @@ class DiffusionLM(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         meta = checkpoint.get(CHECKPOINT_KEY, {})
-        self.tokens_seen = int(meta.get("tokens_seen", 0))
+        self._tokens_seen.fill_(int(meta.get("tokens_seen", 0)))
         if "torch_rng_state" in meta:
             torch.set_rng_state(meta["torch_rng_state"].cpu())
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import html
 import os
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -21,6 +20,8 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.text import Text
 from torch import Tensor
+
+from llada.atomic import atomic_write
 
 __all__ = [
     "MASK_GLYPH",
@@ -237,18 +238,10 @@ def animate_in_terminal(
 
 
 def _atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None]) -> Path:
-    """Write through a temp file in the target folder and rename it, so readers never see half."""
-    target = Path(path).expanduser()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
+    """Write through `llada.atomic.atomic_write`, so readers never see half a file."""
+    with atomic_write(path, "wb") as handle:
+        write(handle)
+    return Path(path).expanduser()
 
 
 def _font(size: int) -> Any:

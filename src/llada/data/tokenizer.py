@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
+
+from llada.atomic import atomic_write
 
 __all__ = [
     "EOS",
@@ -140,19 +140,6 @@ def _wrap(backend: Tokenizer) -> PreTrainedTokenizerFast:
     )
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    """Write via a temp file + os.replace so a concurrent reader never sees a partial file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def train_tokenizer(
     texts: list[str],
     vocab_size: int = 4096,
@@ -176,7 +163,8 @@ def train_tokenizer(
             return _wrap(Tokenizer.from_file(str(cache_file)))
     backend = TOKENIZER_BUILDERS[kind](texts, vocab_size)
     if cache_file is not None:
-        _atomic_write_text(cache_file, backend.to_str())
+        with atomic_write(cache_file, "w") as handle:
+            handle.write(backend.to_str())
     return _wrap(backend)
 
 
