@@ -74,6 +74,8 @@ class Generation:
 class DiffusionLM(L.LightningModule):
     """Masked diffusion LM: `forward(input_ids, attention_mask) -> logits (B, L, V)`."""
 
+    lm_kind = "diffusion"  # written into checkpoints: which class rebuilds the model
+
     def __init__(
         self,
         backbone: nn.Module,
@@ -296,9 +298,16 @@ class DiffusionLM(L.LightningModule):
     def context_length(self) -> int | None:
         return getattr(self.backbone, "max_len", None)
 
+    @property
+    def prefix_ids(self) -> list[int]:
+        """Ids put before every prompt or template (none here; the AR baseline's start token)."""
+        return []
+
     def _canvas(self, prompts: list[str], n_tokens: int) -> tuple[Tensor, Tensor]:
         """Left-padded [prompt | MASK * n_tokens]. Returns (canvas (B, L), attention_mask (B, L))."""
-        encoded = [self.tokenizer.encode(p, add_special_tokens=False) for p in prompts]
+        encoded = [
+            self.prefix_ids + self.tokenizer.encode(p, add_special_tokens=False) for p in prompts
+        ]
         width = max(len(ids) for ids in encoded) + n_tokens
         limit = self.context_length
         if limit is not None and width > limit:
@@ -470,7 +479,7 @@ class DiffusionLM(L.LightningModule):
         options = self._options(None, settings)
         # One block unless asked: the run's left-to-right blocks do not fit masks anywhere.
         options["block_length"] = settings.get("block_length")
-        encoded = [self._template_ids(t) for t in templates]
+        encoded = [self.prefix_ids + self._template_ids(t) for t in templates]
         if not any(self.mask_id in ids for ids in encoded):
             raise ValueError("the template has no [MASK] slot; write e.g. 'The [MASK]x5 sat'")
         width = max(len(ids) for ids in encoded)
@@ -573,6 +582,7 @@ class DiffusionLM(L.LightningModule):
             raise TypeError(f"{type(self.backbone).__name__} needs a recipe() to be checkpointed")
         checkpoint[CHECKPOINT_KEY] = {
             "format": CHECKPOINT_FORMAT,
+            "lm": self.lm_kind,
             "backbone": self.backbone.recipe(),
             "tokenizer": tokenizer_to_state(self.tokenizer),
             "masking": self.schedule.recipe(),
@@ -617,7 +627,7 @@ class DiffusionLM(L.LightningModule):
         if meta is None:
             raise ValueError(f"{path} is not a llada checkpoint (no '{CHECKPOINT_KEY}' section)")
         backbone = hydra.utils.instantiate(meta["backbone"])
-        model = cls(
+        model = lm_class(meta.get("lm", "diffusion"))(
             backbone=backbone,
             tokenizer=tokenizer_from_state(meta["tokenizer"]),
             schedule=hydra.utils.instantiate(meta["masking"]),
@@ -628,3 +638,16 @@ class DiffusionLM(L.LightningModule):
         if use_ema and EMA_KEY in checkpoint:
             model.load_state_dict(checkpoint[EMA_KEY], strict=False)
         return model.to(map_location).eval()
+
+
+def lm_class(kind: str) -> type[DiffusionLM]:
+    """The LightningModule class for a kind of LM ("diffusion" or "autoregressive")."""
+    from llada.autoregressive import AutoregressiveLM  # imports this module
+
+    classes: dict[str, type[DiffusionLM]] = {
+        "diffusion": DiffusionLM,
+        "autoregressive": AutoregressiveLM,
+    }
+    if kind not in classes:
+        raise ValueError(f"unknown LM kind {kind!r} in checkpoint; allowed: {', '.join(classes)}")
+    return classes[kind]

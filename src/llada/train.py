@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from llada.errors import fail_cleanly
 from llada.generation_settings import generation_settings
-from llada.module import DiffusionLM
+from llada.module import DiffusionLM, lm_class
 
 CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 
@@ -69,7 +69,9 @@ def build_model(cfg: DictConfig, tokenizer: Any) -> DiffusionLM:
     backbone = instantiate(cfg.model)(vocab_size=len(tokenizer))
     if hasattr(backbone, "fit_vocab"):  # pretrained weights, tokenizer with added tokens
         backbone.fit_vocab(len(tokenizer))
-    return DiffusionLM(
+    # A causal backbone (model=ar_*) is the autoregressive baseline: next-token loss, same entry.
+    lm = lm_class("autoregressive" if getattr(backbone, "causal", False) else "diffusion")
+    return lm(
         backbone=backbone,
         tokenizer=tokenizer,
         schedule=instantiate(cfg.masking),
@@ -141,8 +143,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
     if trainer.is_global_zero and "val/ppl" in metrics:
         metrics["unigram_ppl"] = datamodule.unigram_perplexity()
+        kind = "ELBO perplexity" if model.lm_kind == "diffusion" else "perplexity (exact)"
         print(
-            f"validation ELBO perplexity {metrics['val/ppl']:.1f} "
+            f"validation {kind} {metrics['val/ppl']:.1f} "
             f"(+- {metrics.get('val/elbo_stderr', float('nan')):.3f} nats stderr) vs unigram "
             f"perplexity {metrics['unigram_ppl']:.1f} of the corpus"
         )

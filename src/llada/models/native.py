@@ -68,7 +68,9 @@ class Attention(nn.Module):
         q, k = self.rope(q, offset), self.rope(k, offset)
         if kv is not None:
             k, v = kv.extend(self, k, v)  # (B, H, prefix + L, D)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_bias, is_causal=self.causal)
+        # A bias from the caller already holds causality (it also hides padded keys).
+        is_causal = self.causal and attn_bias is None
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_bias, is_causal=is_causal)
         return self.out(y.transpose(1, 2).reshape(batch, length, dim))  # (B, L, dim)
 
 
@@ -168,6 +170,20 @@ class NativeTransformer(nn.Module):
         """An instantiable config that rebuilds this network (weights come from the checkpoint)."""
         return {"_target_": f"{type(self).__module__}.{type(self).__qualname__}", **self.hparams}
 
+    def _attention_bias(self, visible: Tensor) -> Tensor:
+        """visible (B, L) bool -> (B, 1, 1|L, L) bool: which keys each query may attend to.
+
+        Padded keys are hidden from every query. A causal model also hides later keys; a padded
+        query then still sees itself, so no row of the softmax is empty (its output is unused).
+        """
+        keys = visible[:, None, None, :]  # (B, 1, 1, L)
+        if not self.causal:
+            return keys
+        length = visible.shape[1]
+        past = torch.ones(length, length, dtype=torch.bool, device=visible.device).tril()  # (L, L)
+        itself = torch.eye(length, dtype=torch.bool, device=visible.device)  # (L, L)
+        return past & (keys | itself)  # (B, 1, L, L)
+
     def forward(
         self,
         input_ids: Tensor,
@@ -186,9 +202,8 @@ class NativeTransformer(nn.Module):
                 f"sequence length {length} exceeds the model context model.max_len={self.max_len}"
             )
         attn_bias = None
-        if attention_mask is not None and not self.causal and not bool(attention_mask.all()):
-            # (B, 1, 1, L): padded keys are invisible to every query.
-            attn_bias = attention_mask[:, None, None, :].bool()
+        if attention_mask is not None and not bool(attention_mask.all()):
+            attn_bias = self._attention_bias(attention_mask.bool())
         if kv is not None and self.causal:
             raise ValueError("the prefix KV cache is for bidirectional models (model.causal=false)")
         x = self.embed(input_ids)  # (B, L, dim)
