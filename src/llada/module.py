@@ -113,6 +113,9 @@ class DiffusionLM(L.LightningModule):
             )
         self.nonfinite_loss = nonfinite_loss
         self.last_validated_step = -1  # lets the train entry add a final validation if needed
+        # The run's resolved data config (set by the train entry), kept in checkpoints so that
+        # `llada.eval` can rebuild the validation split a checkpoint was trained against.
+        self.data_config: dict[str, Any] | None = None
         # Kept on the device so the training step never waits for the GPU: tokens seen (per
         # process; restored on resume) and the row-weighted loss by t-bucket over the epoch.
         self.register_buffer("_tokens_seen", torch.zeros((), dtype=torch.long), persistent=False)
@@ -588,6 +591,7 @@ class DiffusionLM(L.LightningModule):
             "masking": self.schedule.recipe(),
             "generation": dict(self.generation_defaults),
             "tokens_seen": self.tokens_seen,
+            "data": self.data_config,
             # The masking draws use the global RNG: restoring it makes a resumed run exact.
             "torch_rng_state": torch.get_rng_state(),
         }
@@ -635,6 +639,7 @@ class DiffusionLM(L.LightningModule):
             **kwargs,
         )
         model.load_state_dict(checkpoint["state_dict"])
+        model.data_config = meta.get("data")
         if use_ema and EMA_KEY in checkpoint:
             model.load_state_dict(checkpoint[EMA_KEY], strict=False)
         return model.to(map_location).eval()

@@ -125,6 +125,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         pretrained_tokenizer = load_tokenizer(tokenizer_source)
     tokenizer = datamodule.prepare_tokenizer(pretrained_tokenizer)
     model = build_model(cfg, tokenizer)
+    model.data_config = OmegaConf.to_container(cfg.data, resolve=True)
     n_params = sum(p.numel() for p in model.backbone.parameters())
     print(f"backbone: {type(model.backbone).__name__} with {n_params / 1e6:.2f}M parameters")
 

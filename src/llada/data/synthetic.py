@@ -98,7 +98,9 @@ def reversal(
     holds out whole documents, still leaves every fact in the training split.
 
     Queries: ``forward`` asks trained facts of the one-way pairs (memorisation), ``reverse`` asks
-    the same facts backwards (never seen).
+    the same facts backwards (never seen) as a prompt to complete, and ``reverse_infill`` asks the
+    reverse question as the trained sentence with its first name to fill in (a template with an
+    ``{answer}`` slot): the form a model that reads both ways can use.
     """
     if n_entities < 4 or n_entities % 2:
         raise ValueError(f"reversal: n_entities must be even and >= 4, got {n_entities}")
@@ -120,10 +122,18 @@ def reversal(
         for i in range(0, len(stream), facts_per_document)
     ]
     held_out = reverse[n_both:]
+    # The reverse question as a fill-in of the trained sentence: "{answer} is the parent of Timu."
+    reverse_infill = [
+        (f"{rel.forward.format(a='{answer}')} {b}.", a) for a, b, rel in pairs[n_both:]
+    ]
     return SyntheticTask(
         train=train,
         test=[_sentence(q) for q in held_out],
-        queries={"forward": forward[n_both:], "reverse": held_out},
+        queries={
+            "forward": forward[n_both:],
+            "reverse": held_out,
+            "reverse_infill": reverse_infill,
+        },
     )
 
 
