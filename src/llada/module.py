@@ -479,10 +479,26 @@ class DiffusionLM(L.LightningModule):
         Returns the whole filled texts. Blocks default to one (no left-to-right bias).
         """
         templates = [template] if isinstance(template, str) else list(template)
+        encoded = [self._template_ids(t) for t in templates]
+        return self.infill_ids(encoded, seed=seed, record=record, prompts=templates, **settings)
+
+    @torch.no_grad()
+    def infill_ids(
+        self,
+        encoded: list[list[int]],
+        *,
+        seed: int | None = None,
+        record: bool = False,
+        prompts: list[str] | None = None,
+        **settings: Any,
+    ) -> Generation:
+        """Fill the mask ids of token-id rows. `tokens` (B, W) is the left-padded filled canvas:
+        row b's ids (after `prefix_ids`) are its last len(prefix_ids) + len(encoded[b]) columns.
+        """
         options = self._options(None, settings)
         # One block unless asked: the run's left-to-right blocks do not fit masks anywhere.
         options["block_length"] = settings.get("block_length")
-        encoded = [self.prefix_ids + self._template_ids(t) for t in templates]
+        encoded = [self.prefix_ids + list(ids) for ids in encoded]
         if not any(self.mask_id in ids for ids in encoded):
             raise ValueError("the template has no [MASK] slot; write e.g. 'The [MASK]x5 sat'")
         width = max(len(ids) for ids in encoded)
@@ -503,7 +519,7 @@ class DiffusionLM(L.LightningModule):
             for ids, mask in zip(result.tokens.cpu(), attention.cpu(), strict=True)
         ]
         return Generation(
-            prompts=templates,
+            prompts=list(prompts) if prompts is not None else [None] * len(encoded),
             texts=filled,
             tokens=result.tokens.cpu(),
             nfe=result.nfe,

@@ -17,6 +17,7 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
+from torch import Tensor
 
 from llada.atomic import atomic_write
 from llada.data.synthetic import BLANK, TASKS
@@ -114,40 +115,108 @@ def task_accuracy(
     return result
 
 
-class TaskAccuracy(L.Callback):
-    """At the end of training: exact-match accuracy on the synthetic task the run trained on.
+# Where the masked span sits in a held-out window: its first column for a window and span width.
+SPAN_STARTS: dict[str, Callable[[int, int], int]] = {
+    "start": lambda window, span: 0,
+    "middle": lambda window, span: (window - span) // 2,
+    "end": lambda window, span: window - span,
+}
 
-    Reads the task and its options from the run's `data.corpus` (a `synthetic_documents`
-    corpus), writes `task_accuracy.json` in the run directory and logs `task/<kind>` metrics.
+
+def span_infill_accuracy(
+    model: DiffusionLM, windows: Tensor, span: int, batch_size: int = 64
+) -> dict[str, Any]:
+    """Mask `span` tokens at the start, middle and end of held-out windows (N, W) and fill them.
+
+    Returns {"accuracy": {where: exact-match rate of the span}, "token_accuracy": {where: rate},
+    "n": {where: N}}. Greedy, one token per step; the AR fills from the left context only.
     """
+    n_rows, width = windows.shape
+    if not 1 <= span < width:
+        raise ValueError(f"span={span} must be in [1, window={width})")
+    result: dict[str, Any] = {"accuracy": {}, "token_accuracy": {}, "n": {}}
+    for where, first_column in SPAN_STARTS.items():
+        first = first_column(width, span)
+        masked = windows.clone()
+        masked[:, first : first + span] = model.mask_id
+        hits = []
+        for row in range(0, n_rows, batch_size):
+            rows = masked[row : row + batch_size].tolist()
+            out = model.infill_ids(rows, sampler="greedy", remasking="low_confidence", steps=span)
+            filled = out.tokens[:, -width:]  # (b, W): the window, after any start token
+            truth = windows[row : row + batch_size]
+            hits.append(filled[:, first : first + span] == truth[:, first : first + span])
+        correct = torch.cat(hits)  # (N, span) bool
+        result["accuracy"][where] = correct.all(dim=1).float().mean().item()
+        result["token_accuracy"][where] = correct.float().mean().item()
+        result["n"][where] = n_rows
+    return result
 
-    def __init__(self, corpus: DictConfig | dict, path: str, limit: int | None = None) -> None:
-        options = (
-            OmegaConf.to_container(corpus, resolve=True)
-            if OmegaConf.is_config(corpus)
-            else dict(corpus)
-        )
-        self.task = str(options.pop("task"))
-        self.options = {k: v for k, v in options.items() if not k.startswith("_") and k != "split"}
-        self.path, self.limit = Path(path), limit
+
+class HeldOutAccuracy(L.Callback):
+    """At the end of training, score held-out queries; write `path` (JSON) and log `task/*`."""
+
+    name = "held_out"
+
+    def __init__(self, path: str) -> None:
+        self.path = Path(path)
         self.result: dict[str, Any] = {}
+
+    def evaluate(self, trainer: L.Trainer, pl_module: DiffusionLM) -> dict[str, Any]:
+        raise NotImplementedError
 
     @rank_zero_only
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.result = task_accuracy(pl_module, self.task, limit=self.limit, **self.options)
-        summary = {
-            "task": self.task,
-            "lm": pl_module.lm_kind,
-            "step": trainer.global_step,
-            "accuracy": self.result["accuracy"],
-            "n": self.result["n"],
-            "examples": {kind: records[:5] for kind, records in self.result["records"].items()},
-        }
+        with torch.no_grad():
+            self.result = self.evaluate(trainer, pl_module)
+        summary = {"task": self.name, "lm": pl_module.lm_kind, "step": trainer.global_step}
+        summary.update(self.result)
         with atomic_write(self.path, "w") as handle:
             json.dump(summary, handle, indent=2)
         metrics = {f"task/{kind}": value for kind, value in self.result["accuracy"].items()}
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=trainer.global_step)
-        print(
-            f"task accuracy ({self.task}, {pl_module.lm_kind}): {json.dumps(self.result['accuracy'])}"
+        accuracy = json.dumps({k: round(v, 3) for k, v in self.result["accuracy"].items()})
+        print(f"task accuracy ({self.name}, {pl_module.lm_kind}): {accuracy}")
+
+
+class TaskAccuracy(HeldOutAccuracy):
+    """Exact-match accuracy on the synthetic task the run trained on (`data.corpus`'s task)."""
+
+    def __init__(self, corpus: DictConfig | dict, path: str, limit: int | None = None) -> None:
+        super().__init__(path)
+        options = (
+            OmegaConf.to_container(corpus, resolve=True)
+            if OmegaConf.is_config(corpus)
+            else dict(corpus)
         )
+        self.name = str(options.pop("task"))
+        self.options = {k: v for k, v in options.items() if not k.startswith("_") and k != "split"}
+        self.limit = limit
+
+    def evaluate(self, trainer: L.Trainer, pl_module: DiffusionLM) -> dict[str, Any]:
+        result = task_accuracy(pl_module, self.name, limit=self.limit, **self.options)
+        examples = {kind: records[:5] for kind, records in result.pop("records").items()}
+        return {**result, "examples": examples}
+
+
+class SpanInfillAccuracy(HeldOutAccuracy):
+    """Spans masked at the start, middle and end of validation windows of the run's own data."""
+
+    name = "span_infill"
+
+    def __init__(self, path: str, n_windows: int = 128, window: int = 32, span: int = 4) -> None:
+        super().__init__(path)
+        self.n_windows, self.window, self.span = n_windows, window, span
+
+    def evaluate(self, trainer: L.Trainer, pl_module: DiffusionLM) -> dict[str, Any]:
+        rows, seen = [], 0
+        for batch in trainer.datamodule.val_dataloader():
+            rows.append(batch["input_ids"][:, : self.window])  # (b, W) packed: all real tokens
+            seen += rows[-1].shape[0]
+            if seen >= self.n_windows:
+                break
+        windows = torch.cat(rows)[: self.n_windows].to(pl_module.device)  # (N, W)
+        if windows.shape[1] < self.window:
+            raise ValueError(f"window={self.window} is longer than data.block_size")
+        return {**span_infill_accuracy(pl_module, windows, self.span), "span": self.span}
