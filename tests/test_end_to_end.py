@@ -164,7 +164,8 @@ def test_distilbert_pretrained_from_local_directory(tmp_path: Path) -> None:
     words = sorted({w.lower() for w in (REPO / "README.md").read_text().split() if w.isalpha()})
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]
     (tmp_path / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    tokenizer = BertTokenizerFast(vocab_file=str(tmp_path / "vocab.txt"))
+    tokenizer = BertTokenizerFast(vocab=str(tmp_path / "vocab.txt"))  # transformers 5 keyword
+    assert len(tokenizer) == len(vocab)
     pretrained = tmp_path / "distilbert"
     tokenizer.save_pretrained(pretrained)
     config = DistilBertConfig(vocab_size=len(vocab), dim=48, n_layers=1, n_heads=2, hidden_dim=96)

@@ -92,6 +92,7 @@ class DiffusionLM(L.LightningModule):
         loss_buckets: int = 10,
         cfg_prompt_dropout: float = 0.0,
         nonfinite_loss: str = "stop",
+        compile_backbone: bool = False,
     ) -> None:
         super().__init__()
         if tokenizer.mask_token_id is None:
@@ -112,6 +113,7 @@ class DiffusionLM(L.LightningModule):
                 f"module.nonfinite_loss must be 'stop' or 'skip', got {nonfinite_loss!r}"
             )
         self.nonfinite_loss = nonfinite_loss
+        self.compile_backbone = compile_backbone
         self.last_validated_step = -1  # lets the train entry add a final validation if needed
         # The run's resolved data config (set by the train entry), kept in checkpoints so that
         # `llada.eval` can rebuild the validation split a checkpoint was trained against.
@@ -130,6 +132,14 @@ class DiffusionLM(L.LightningModule):
         return int(self._tokens_seen)
 
     # ------------------------------------------------------------------ model
+    def setup(self, stage: str) -> None:
+        """`module.compile_backbone`: torch.compile the backbone in place for training.
+
+        In place (`nn.Module.compile`), so parameter names and checkpoints are unchanged.
+        """
+        if self.compile_backbone and stage == "fit":
+            self.backbone.compile()
+
     def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None) -> Tensor:
         return self.backbone(input_ids, attention_mask)  # (B, L, V)
 
@@ -656,6 +666,7 @@ class DiffusionLM(L.LightningModule):
         )
         model.load_state_dict(checkpoint["state_dict"])
         model.data_config = meta.get("data")
+        model._tokens_seen.fill_(int(meta.get("tokens_seen", 0)))
         if use_ema and EMA_KEY in checkpoint:
             model.load_state_dict(checkpoint[EMA_KEY], strict=False)
         return model.to(map_location).eval()

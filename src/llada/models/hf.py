@@ -1,4 +1,4 @@
-"""Hugging Face masked-LM backbones (DistilBERT, BERT, RoBERTa, ModernBERT, ...).
+"""Hugging Face masked-LM backbones (DistilBERT, BERT, RoBERTa, ModernBERT, ..., llada's own exports).
 
 Random init from a config works offline; `pretrained=<hub name or local dir>` loads weights. Hub names
 are resolved from the local cache first and fail fast with one clear line when the hub is unreachable.
@@ -22,6 +22,9 @@ from transformers import (
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
+
+# Registers the native backbone's HF classes: `model=hf model.name_or_path=<llada.export dir>`.
+from llada.models import hf_native  # noqa: F401
 
 
 def _hub_reachable(timeout: float = 3.0) -> bool:
