@@ -584,7 +584,9 @@ class DiffusionLM(L.LightningModule):
         try:
             for prompt_text, answer_text in zip(prompts, answers, strict=True):
                 ids = [
-                    torch.tensor(self.tokenizer.encode(text, add_special_tokens=False))
+                    torch.tensor(
+                        self.tokenizer.encode(text, add_special_tokens=False), dtype=torch.long
+                    )
                     for text in (prompt_text, answer_text)
                 ]
                 if ids[1].numel() == 0:
