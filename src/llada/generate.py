@@ -16,6 +16,7 @@ import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from llada.config_schema import check_generate_config
 from llada.errors import fail_cleanly
 from llada.generation_settings import generation_settings
 from llada.module import MASK_SLOT, DiffusionLM, Generation
@@ -43,6 +44,7 @@ def show_trajectory(model: DiffusionLM, out: Generation, start: int, cfg: DictCo
 
 def run_generation(cfg: DictConfig) -> list[dict[str, Any]]:
     """Load `cfg.ckpt`, sample (or infill), print each text; returns one record per sample."""
+    check_generate_config(cfg)
     if not cfg.get("ckpt"):
         raise ValueError("no checkpoint given; pass ckpt=<path to a .ckpt written by llada.train>")
     device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")

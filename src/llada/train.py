@@ -17,6 +17,7 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from llada.config_schema import check_train_config
 from llada.errors import fail_cleanly
 from llada.generation_settings import generation_settings
 from llada.module import DiffusionLM, lm_class
@@ -112,6 +113,7 @@ def finish_with_validation(trainer: L.Trainer, model: DiffusionLM, datamodule: A
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Train one run described by `cfg`; returns {"metrics", "model", "trainer", "run_dir", ...}."""
+    check_train_config(cfg)  # bad values fail in one line before any work
     run_dir = Path(cfg.run_dir)
     ckpt_path = resolve_ckpt_path(cfg.ckpt_path, run_dir)  # fail before any work is done
     refuse_to_overwrite(run_dir, ckpt_path)

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,6 +13,7 @@ import numpy as np
 import pyarrow.compute as pc
 from transformers import PreTrainedTokenizerBase
 
+from llada.atomic import atomic_directory
 from llada.data.tokenizer import eos_id
 
 T = TypeVar("T")
@@ -40,17 +38,9 @@ def flat_tokens(dataset: datasets.Dataset) -> np.ndarray:
 
 def save_atomically(splits: dict[str, datasets.Dataset], target: Path) -> None:
     """save_to_disk into a temp dir, then rename: readers see all splits or nothing."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=target.name + ".tmp-", dir=target.parent))
-    try:
+    with atomic_directory(target) as tmp:
         for name, dataset in splits.items():
             dataset.save_to_disk(str(tmp / name))
-        os.replace(tmp, target)
-    except OSError:
-        if not target.is_dir():  # a concurrent writer winning the rename is fine; else re-raise
-            raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def require(value: T | None, step: str) -> T:
