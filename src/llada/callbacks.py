@@ -73,7 +73,8 @@ class WriteSamples(L.Callback):
         limit = pl_module.context_length
         if limit is None:
             return n_tokens
-        used = len(pl_module.tokenizer.encode(prompt, add_special_tokens=False)) if prompt else 0
+        used = len(pl_module.prefix_ids)  # the AR baseline's start token
+        used += len(pl_module.tokenizer.encode(prompt, add_special_tokens=False)) if prompt else 0
         return min(n_tokens, limit - used)
 
     @rank_zero_only

@@ -111,6 +111,15 @@ def finish_with_validation(trainer: L.Trainer, model: DiffusionLM, datamodule: A
         trainer.save_checkpoint(str(Path(checkpoint.dirpath) / "last.ckpt"))
 
 
+def close_wandb_runs(trainer: L.Trainer) -> None:
+    """Finish this job's wandb run, so the next job of a multirun logs into a run of its own."""
+    from lightning.pytorch.loggers import WandbLogger
+
+    for logger in trainer.loggers:
+        if isinstance(logger, WandbLogger) and logger._experiment is not None:
+            logger.experiment.finish()
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Train one run described by `cfg`; returns {"metrics", "model", "trainer", "run_dir", ...}."""
     check_train_config(cfg)  # bad values fail in one line before any work
@@ -152,6 +161,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             f"(+- {metrics.get('val/elbo_stderr', float('nan')):.3f} nats stderr) vs unigram "
             f"perplexity {metrics['unigram_ppl']:.1f} of the corpus"
         )
+    close_wandb_runs(trainer)
     return {"metrics": metrics, "model": model, "trainer": trainer, "run_dir": run_dir}
 
 
