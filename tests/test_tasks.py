@@ -33,8 +33,8 @@ def model(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
 
 def test_answer_slot_puts_the_answer_after_the_prompt_or_in_its_slot() -> None:
     assert answer_slot(("Timu is the child of", "Bako"), 2) == (
-        "Timu is the child of [MASK]x2",
-        "Timu is the child of Bako",
+        "Timu is the child of [MASK]x2.",
+        "Timu is the child of Bako.",
     )
     assert answer_slot(("{answer} is the parent of Timu.", "Bako"), 3) == (
         "[MASK]x3 is the parent of Timu.",

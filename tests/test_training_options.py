@@ -80,3 +80,23 @@ def test_nonfinite_loss_skip_policy_keeps_training(tmp_path: Path) -> None:
     )
     assert result["metrics"]["train/skipped_nonfinite"] >= 1
     assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_compile_switch_compiles_the_backbone_in_place(tmp_path: Path) -> None:
+    """`module.compile_backbone`: compiled for fit only, parameter names (checkpoints) unchanged.
+
+    Compilation itself is lazy (it happens at the first forward, 25-39 s here), so this checks
+    the wiring; the speed is measured in scripts/results/BENCHMARKS.md.
+    """
+    from llada.data.tokenizer import train_tokenizer
+    from llada.models.native import NativeTransformer
+
+    tokenizer = train_tokenizer(["a b c d e f g"] * 10, 40, "wordpiece", tmp_path)
+    backbone = NativeTransformer(len(tokenizer), dim=16, n_layers=1, n_heads=2, max_len=8)
+    model = DiffusionLM(backbone, tokenizer, compile_backbone=True)
+    names = list(model.state_dict())
+    model.setup("validate")
+    assert backbone._compiled_call_impl is None
+    model.setup("fit")
+    assert backbone._compiled_call_impl is not None
+    assert list(model.state_dict()) == names

@@ -28,12 +28,15 @@ Template = tuple[str, str]  # (text with [MASK]xN slots, the expected filled tex
 
 
 def answer_slot(query: Query, answer_tokens: int) -> Template:
-    """(prompt, answer) -> the answer after the prompt; a text with `{answer}` puts it there."""
+    """(prompt, answer) -> the fact's sentence "{prompt} {answer}." with the answer as the slot.
+
+    A text with `{answer}` puts it there. The full stop is part of the sentence as trained: it
+    tells a bidirectional model that the slot ends the fact (the AR never sees it before filling).
+    """
     text, answer = query
-    slot = f"[MASK]x{answer_tokens}"
-    if "{answer}" in text:
-        return text.replace("{answer}", slot), text.replace("{answer}", answer)
-    return f"{text} {slot}", f"{text} {answer}"
+    if "{answer}" not in text:
+        text = f"{text} {{answer}}."
+    return text.replace("{answer}", f"[MASK]x{answer_tokens}"), text.replace("{answer}", answer)
 
 
 def blank_cells(query: Query, answer_tokens: int) -> Template:
