@@ -28,11 +28,16 @@ PROMPTS = ["The return statement", "A class definition", "If the object", "The i
 
 
 def settings_grid(n_tokens: int) -> list[dict[str, Any]]:
-    """The reference first, then cheaper settings: fewer steps, bigger blocks, cache, threshold."""
+    """The reference first, then cheaper settings: fewer steps, bigger blocks, cache, threshold.
+
+    Blocks stay the checkpoint's (4 tokens) while there are enough steps for them; fewer steps
+    than blocks get blocks of n_tokens / steps (one step per block).
+    """
     grid: list[dict[str, Any]] = [{"remasking": "low_confidence", "steps": n_tokens}]
     for steps in (n_tokens // 2, n_tokens // 4, n_tokens // 8):
-        grid.append({"remasking": "low_confidence", "steps": steps})
-        grid.append({"remasking": "low_confidence", "steps": steps, "kv_cache": True})
+        blocks = {"block_length": n_tokens // steps} if n_tokens // steps > 4 else {}
+        grid.append({"remasking": "low_confidence", "steps": steps, **blocks})
+        grid.append({"remasking": "low_confidence", "steps": steps, "kv_cache": True, **blocks})
     for name in ("random", "margin", "entropy"):
         grid.append({"remasking": name, "steps": n_tokens // 4})
     for threshold in (0.9, 0.7, 0.5):
@@ -74,6 +79,7 @@ def one(ckpt: str, judge: str, setting: dict[str, Any], samples: int, n_tokens: 
 
 def label(setting: dict[str, Any]) -> str:
     parts = [setting["remasking"], f"steps={setting['steps']}"]
+    parts += [f"block={setting['block_length']}"] if "block_length" in setting else []
     parts += [f"{k}={v}" for k, v in setting.get("remasking_options", {}).items()]
     parts += ["kv_cache"] if setting.get("kv_cache") else []
     return " ".join(parts)

@@ -215,11 +215,13 @@ class SpanInfillAccuracy(HeldOutAccuracy):
     def evaluate(self, trainer: L.Trainer, pl_module: DiffusionLM) -> dict[str, Any]:
         rows, seen = [], 0
         for batch in trainer.datamodule.val_dataloader():
-            rows.append(batch["input_ids"][:, : self.window])  # (b, W) packed: all real tokens
+            blocks = batch["input_ids"]  # (b, L) packed: all real tokens
+            if blocks.shape[1] < self.window:
+                raise ValueError(f"window={self.window} is longer than data.block_size")
+            usable = blocks.shape[1] // self.window * self.window
+            rows.append(blocks[:, :usable].reshape(-1, self.window))  # (b * L // W, W)
             seen += rows[-1].shape[0]
             if seen >= self.n_windows:
                 break
         windows = torch.cat(rows)[: self.n_windows].to(pl_module.device)  # (N, W)
-        if windows.shape[1] < self.window:
-            raise ValueError(f"window={self.window} is longer than data.block_size")
         return {**span_infill_accuracy(pl_module, windows, self.span), "span": self.span}
