@@ -104,3 +104,16 @@ def test_hf_backbone_grows_embeddings_for_added_tokens(tmp_path) -> None:
     model = masked_lm(vocab_size=40, name_or_path=str(tmp_path / "bert"))
     model.fit_vocab(41)  # the tokenizer gained a [MASK]
     assert model(torch.tensor([[40, 1, 2]])).shape == (1, 3, 41)
+
+
+def test_hf_masked_lm_loads_in_the_asked_dtype(tmp_path) -> None:
+    """`model.dtype=bfloat16`: large checkpoints load in half the memory."""
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=40, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=32, max_position_embeddings=16,
+    )  # fmt: skip
+    BertForMaskedLM(config).save_pretrained(tmp_path)
+    loaded = masked_lm(vocab_size=40, name_or_path=str(tmp_path), dtype="bfloat16")
+    assert {p.dtype for p in loaded.parameters()} == {torch.bfloat16}
+    assert masked_lm(vocab_size=40, name_or_path=str(tmp_path)).model.dtype == torch.float32

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+import torch
 from torch import Tensor, nn
 from transformers import (
     AutoConfig,
@@ -113,14 +114,26 @@ def distilbert(
 
 
 def masked_lm(
-    vocab_size: int, name_or_path: str, pretrained: bool = True, trust_remote_code: bool = False
+    vocab_size: int,
+    name_or_path: str,
+    pretrained: bool = True,
+    trust_remote_code: bool = False,
+    dtype: str | None = None,
+    device_map: str | None = None,
 ) -> HFMaskedLM:
-    """Any `AutoModelForMaskedLM` by hub name or local directory (weights, or its config only)."""
+    """Any `AutoModelForMaskedLM` by hub name or local directory (weights, or its config only).
+
+    `dtype` ("bfloat16", ...) loads the weights in that precision, and `device_map` ("auto")
+    spreads a model too big for one device over the available ones (accelerate): both for large
+    checkpoints such as LLaDA-8B, mainly for sampling and evaluation.
+    """
     if pretrained:
-        model = resolve_pretrained(
-            AutoModelForMaskedLM, name_or_path, trust_remote_code=trust_remote_code
-        )
-        return HFMaskedLM(model)
+        options: dict[str, Any] = {"trust_remote_code": trust_remote_code}
+        if dtype:
+            options["dtype"] = getattr(torch, dtype)
+        if device_map:
+            options["device_map"] = device_map
+        return HFMaskedLM(resolve_pretrained(AutoModelForMaskedLM, name_or_path, **options))
     config = resolve_pretrained(AutoConfig, name_or_path, trust_remote_code=trust_remote_code)
     config.vocab_size = vocab_size
     return HFMaskedLM(AutoModelForMaskedLM.from_config(config, trust_remote_code=trust_remote_code))
