@@ -5,8 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -15,7 +13,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from conftest import CONF_DIR, REPO, TINY_RUN
+from conftest import CONF_DIR, REPO, TINY_RUN, run_cli
 from llada.eval import data_config, evaluate, sampling_settings
 from llada.metrics import HFJudge, distinct_n, judge_perplexity, load_judge, unigram_entropy
 from llada.train import train
@@ -149,19 +147,6 @@ def test_missing_data_config_asks_for_data() -> None:
 # ------------------------------------------------------------ on trained checkpoints
 
 
-def run_cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run(
-        [sys.executable, "-m", "llada.eval", *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(f"llada.eval failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    return proc
-
-
 def _train(run_dir: Path, *overrides: str) -> dict:
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cfg = compose("train", overrides=[*TINY_RUN, *overrides, f"run_dir={run_dir}"])
@@ -183,6 +168,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
 def test_eval_cli_writes_every_metric_with_a_judge(trained: dict, tmp_path: Path) -> None:
     mdm, ar = trained["diffusion"], trained["autoregressive"]
     proc = run_cli(
+        "llada.eval",
         f"ckpt={mdm['ckpt']}", f"judge={ar['ckpt']}", "val_batches=2", "num_samples=4",
         "batch_size=2", "logger=csv", f"hydra.run.dir={tmp_path}",
     )  # fmt: skip
@@ -207,6 +193,7 @@ def test_eval_cli_writes_every_metric_with_a_judge(trained: dict, tmp_path: Path
 @pytest.mark.slow
 def test_eval_multirun_writes_one_json_per_setting(trained: dict, tmp_path: Path) -> None:
     run_cli(
+        "llada.eval",
         "-m", f"ckpt={trained['diffusion']['ckpt']}", "remasking=random,low_confidence",
         "sampler.steps=4,8", "val_batches=1", "num_samples=2", "task=false",
         f"hydra.sweep.dir={tmp_path}",
@@ -248,7 +235,9 @@ def test_eval_reports_task_accuracy_for_a_synthetic_checkpoint(tmp_path: Path) -
 
 @pytest.mark.slow
 def test_eval_bad_inputs_fail_with_one_line(trained: dict, tmp_path: Path) -> None:
-    missing = run_cli("ckpt=/nonexistent/last.ckpt", f"hydra.run.dir={tmp_path}", check=False)
+    missing = run_cli(
+        "llada.eval", "ckpt=/nonexistent/last.ckpt", f"hydra.run.dir={tmp_path}", check=False
+    )
     assert missing.returncode == 2
     assert missing.stderr.strip().splitlines() == [
         "error: checkpoint not found: /nonexistent/last.ckpt "

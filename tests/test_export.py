@@ -20,7 +20,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
 
-from conftest import CONF_DIR, REPO, TINY_RUN
+from conftest import CONF_DIR, TINY_RUN, run_cli
 from llada import DiffusionLM
 from llada.export import export
 from llada.models.hf import load_tokenizer
@@ -46,19 +46,6 @@ HF_TINY_RUN = [o for o in TINY_RUN if not o.startswith("model.")]
 def compose_cfg(config: str, overrides: list[str]) -> DictConfig:
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         return compose(config, overrides=overrides)
-
-
-def run_cli(
-    module: str, *overrides: str, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", module, *overrides],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, **(env or {})},
-    )
 
 
 def probe(vocab_size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -169,7 +156,7 @@ def native_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def exported(native_ckpt: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("exports") / "tiny-mdm"
-    proc = run_cli("llada.export", f"ckpt={native_ckpt}", f"out={out}")
+    proc = run_cli("llada.export", f"ckpt={native_ckpt}", f"out={out}", check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out
 
@@ -241,7 +228,7 @@ def test_export_refuses_a_non_empty_out_and_replaces_only_exports(
     out = tmp_path / "taken"
     out.mkdir()
     (out / "notes.txt").write_text("keep me")
-    proc = run_cli("llada.export", f"ckpt={native_ckpt}", f"out={out}")
+    proc = run_cli("llada.export", f"ckpt={native_ckpt}", f"out={out}", check=False)
     assert proc.returncode == 2
     assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1
     assert "overwrite=true" in proc.stderr

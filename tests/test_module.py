@@ -70,7 +70,7 @@ def test_trained_model_ranks_true_continuation_above_shuffled(tmp_path: Path) ->
 
 @pytest.mark.slow
 def test_masking_sweep_runs_six_jobs_with_stderr_and_t_buckets(tmp_path: Path) -> None:
-    from test_end_to_end import run_cli
+    from conftest import run_cli
 
     run_cli(
         "llada.train",

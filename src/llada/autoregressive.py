@@ -18,8 +18,8 @@ from torch import Tensor
 from llada.data.tokenizer import eos_id
 from llada.diffusion.losses import masked_nll_per_row
 from llada.diffusion.sampling import GenerationResult
-from llada.diffusion.token_choice import forbid_tokens, make_token_chooser
-from llada.module import DiffusionLM
+from llada.diffusion.token_choice import forbid_tokens
+from llada.module import DiffusionLM, token_chooser
 
 
 class AutoregressiveLM(DiffusionLM):
@@ -109,15 +109,8 @@ class AutoregressiveLM(DiffusionLM):
         blocks do not apply (the order is fixed). Masks inside a template are filled in reading
         order without seeing the text to their right: the AR's best use of an infilling query.
         """
-        chooser = make_token_chooser(
-            options["sampler"],
-            temperature=options["temperature"],
-            top_k=options["top_k"],
-            top_p=options["top_p"],
-        )
-        generator = None
-        if seed is not None:
-            generator = torch.Generator(device=self.device).manual_seed(seed)
+        chooser = token_chooser(options)
+        generator = self._generator(seed)
         forbidden = (eos_id(self.tokenizer),) if options["forbid_eos"] else ()
         canvas = canvas.clone()
         to_fill = (canvas == self.mask_id) & attention.bool()  # (B, L)

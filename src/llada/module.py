@@ -54,6 +54,16 @@ DEFAULT_GENERATION: dict[str, Any] = {
 }
 
 
+def token_chooser(options: dict[str, Any]) -> Any:
+    """The token chooser ("sampler") that generation options name, with its sampling options."""
+    return make_token_chooser(
+        options["sampler"],
+        temperature=options["temperature"],
+        top_k=options["top_k"],
+        top_p=options["top_p"],
+    )
+
+
 @dataclass
 class Generation:
     """Texts plus what a researcher reports with them."""
@@ -364,12 +374,7 @@ class DiffusionLM(L.LightningModule):
             )
         if float(options["cfg_scale"]) < 0:
             raise ValueError(f"sampler.cfg_scale must be >= 0, got {options['cfg_scale']}")
-        make_token_chooser(
-            options["sampler"],
-            temperature=options["temperature"],
-            top_k=options["top_k"],
-            top_p=options["top_p"],
-        )
+        token_chooser(options)
         make_remasking(options["remasking"], **(options["remasking_options"] or {}))
 
     def _options(self, n_tokens: int | None, settings: dict[str, Any]) -> dict[str, Any]:
@@ -382,6 +387,10 @@ class DiffusionLM(L.LightningModule):
         self._check_generation(options)
         return options
 
+    def _generator(self, seed: int | None) -> torch.Generator | None:
+        """A seeded generator on the model's device (None: the global RNG)."""
+        return None if seed is None else torch.Generator(device=self.device).manual_seed(seed)
+
     def _reverse(
         self,
         canvas: Tensor,
@@ -393,17 +402,9 @@ class DiffusionLM(L.LightningModule):
         record: bool,
     ) -> GenerationResult:
         """Run the reverse process on a prepared canvas (B, L) with the given options."""
-        chooser = make_token_chooser(
-            options["sampler"],
-            temperature=options["temperature"],
-            top_k=options["top_k"],
-            top_p=options["top_p"],
-        )
+        chooser = token_chooser(options)
         remasking = make_remasking(options["remasking"], **(options["remasking_options"] or {}))
-        generator = None
-        if seed is not None:
-            generator = torch.Generator(device=self.device)
-            generator.manual_seed(seed)
+        generator = self._generator(seed)
         eos = eos_id(self.tokenizer)
         was_training = self.training
         self.eval()
