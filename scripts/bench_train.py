@@ -36,7 +36,7 @@ SIZES: dict[str, dict[str, int]] = {
 VOCAB, SEQ, BATCH = 2048, 128, 32
 BACKBONES = ("native", "distilbert")
 SCORED_SHARE = 0.5  # E[masked share] under t ~ U(0, 1) with linear masking
-PATHS = ("lightning", "bare")
+PATHS = ("lightning", "bare")  # also "compiled": Lightning with module.compile_backbone=true
 
 
 def matmul_peak(n: int = 2048, repeats: int = 10) -> float:
@@ -96,11 +96,13 @@ def batches(steps: int, generator: torch.Generator) -> list[torch.Tensor]:
     return [torch.randint(5, VOCAB, (BATCH, SEQ), generator=generator) for _ in range(steps)]
 
 
-def run_bare(model: Any, data: list[torch.Tensor], warmup: int) -> float:
-    """The same math as DiffusionLM.training_step, without Lightning. -> timed seconds."""
+def run_bare(model: Any, data: list[torch.Tensor], warmup: int) -> tuple[float, float]:
+    """The same math as DiffusionLM.training_step, without Lightning.
+
+    -> (seconds of the timed steps, seconds of the warm-up steps)."""
     optimizer = model.configure_optimizers()
     model.train()
-    started = 0.0
+    first = started = time.perf_counter()
     for step, ids in enumerate(data):
         if step == warmup:
             started = time.perf_counter()
@@ -110,17 +112,21 @@ def run_bare(model: Any, data: list[torch.Tensor], warmup: int) -> float:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
-    return time.perf_counter() - started
+    return time.perf_counter() - started, started - first
 
 
-def run_lightning(model: Any, data: list[torch.Tensor], warmup: int) -> float:
-    """Trainer.fit over the same batches; timed from the first step after warm-up."""
+def run_lightning(model: Any, data: list[torch.Tensor], warmup: int) -> tuple[float, float]:
+    """Trainer.fit over the same batches; timed from the first step after warm-up.
+
+    -> (seconds of the timed steps, seconds of the warm-up steps: compilation for "compiled")."""
     import lightning as L
 
     class Clock(L.Callback):
-        started = 0.0
+        first = started = 0.0
 
         def on_train_batch_start(self, trainer: Any, module: Any, batch: Any, index: int) -> None:
+            if index == 0:
+                self.first = time.perf_counter()
             if index == warmup:
                 self.started = time.perf_counter()
 
@@ -132,7 +138,7 @@ def run_lightning(model: Any, data: list[torch.Tensor], warmup: int) -> float:
         gradient_clip_val=1.0, limit_val_batches=0, num_sanity_val_steps=0, callbacks=[clock],
     )  # fmt: skip
     trainer.fit(model, train_dataloaders=loader)
-    return time.perf_counter() - clock.started
+    return time.perf_counter() - clock.started, clock.started - clock.first
 
 
 def one(backbone: str, size_name: str, path: str, steps: int, warmup: int) -> dict[str, Any]:
@@ -141,7 +147,8 @@ def one(backbone: str, size_name: str, path: str, steps: int, warmup: int) -> di
     size = SIZES[size_name]
     model, _ = build_model(backbone, size)
     data = batches(steps + warmup, torch.Generator().manual_seed(0))
-    seconds = (run_lightning if path == "lightning" else run_bare)(model, data, warmup)
+    model.compile_backbone = path == "compiled"
+    seconds, warmup_seconds = (run_bare if path == "bare" else run_lightning)(model, data, warmup)
     flops = model_flops_per_step(backbone, model, size)
     return {
         "backbone": backbone,
@@ -151,16 +158,20 @@ def one(backbone: str, size_name: str, path: str, steps: int, warmup: int) -> di
         "tokens_per_s": BATCH * SEQ * steps / seconds,
         "flops_per_s": flops * steps / seconds,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "warmup_s": warmup_seconds,
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="tiny,small,base")
+    parser.add_argument("--backbones", default=",".join(BACKBONES))
+    parser.add_argument("--paths", default=",".join(PATHS))
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    parser.add_argument("--name", default="bench_train", help="results file stem")
     parser.add_argument(
         "--one", nargs=3, metavar=("BACKBONE", "SIZE", "PATH"), help=argparse.SUPPRESS
     )
@@ -172,8 +183,8 @@ def main() -> None:
     print(f"fp32 matmul peak: {peak / 1e9:.1f} GFLOP/s ({torch.get_num_threads()} threads)")
     rows = []
     for size in args.sizes.split(","):
-        for backbone in BACKBONES:
-            for path in PATHS:
+        for backbone in args.backbones.split(","):
+            for path in args.paths.split(","):
                 runs = []
                 for _ in range(args.repeats):
                     command = [sys.executable, __file__, "--one", backbone, size, path]
@@ -181,7 +192,7 @@ def main() -> None:
                     done = subprocess.run(command, capture_output=True, text=True, check=True)
                     runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
                 row = dict(runs[0])
-                for key in ("tokens_per_s", "flops_per_s", "peak_rss_mb"):
+                for key in ("tokens_per_s", "flops_per_s", "peak_rss_mb", "warmup_s"):
                     row[key] = statistics.median(r[key] for r in runs)
                 row["mfu"] = row["flops_per_s"] / peak
                 rows.append(row)
@@ -191,12 +202,12 @@ def main() -> None:
                     f"MFU {row['mfu']:.2f}  RSS {row['peak_rss_mb']:.0f} MB",
                     flush=True,
                 )
-    write_results(args.out, rows, peak, args)
+    write_results(args.out / args.name, rows, peak, args)
 
 
-def write_results(out: Path, rows: list[dict[str, Any]], peak: float, args: Any) -> None:
-    """Markdown table with the Lightning/bare ratio per (size, backbone), plus the raw JSON."""
-    out.mkdir(parents=True, exist_ok=True)
+def write_results(stem: Path, rows: list[dict[str, Any]], peak: float, args: Any) -> None:
+    """Markdown table (each path's tokens/s vs the bare loop's), plus the raw JSON."""
+    stem.parent.mkdir(parents=True, exist_ok=True)
     machine = {
         "cpu": platform.processor() or platform.machine(),
         "threads": torch.get_num_threads(),
@@ -209,24 +220,22 @@ def write_results(out: Path, rows: list[dict[str, Any]], peak: float, args: Any)
         f"Machine: {machine}. Batch {BATCH} x seq {SEQ}, vocab {VOCAB}, fp32, "
         f"{args.steps} timed steps after {args.warmup} warm-up, median of {args.repeats}.",
         "",
-        "| size | backbone | params (M) | path | tokens/s | GFLOP/s | MFU | peak RSS MB | Lightning / bare |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| size | backbone | params (M) | path | tokens/s | GFLOP/s | MFU | peak RSS MB "
+        "| warm-up s | vs bare |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     bare = {(r["size"], r["backbone"]): r["tokens_per_s"] for r in rows if r["path"] == "bare"}
     for r in rows:
-        ratio = (
-            r["tokens_per_s"] / bare[(r["size"], r["backbone"])]
-            if r["path"] == "lightning"
-            else None
-        )
+        reference = bare.get((r["size"], r["backbone"]))
+        ratio = f"{r['tokens_per_s'] / reference:.3f}" if reference and r["path"] != "bare" else ""
         lines.append(
             f"| {r['size']} | {r['backbone']} | {r['params_m']} | {r['path']} | "
             f"{r['tokens_per_s']:.0f} | {r['flops_per_s'] / 1e9:.1f} | {r['mfu']:.2f} | "
-            f"{r['peak_rss_mb']:.0f} | {'' if ratio is None else f'{ratio:.3f}'} |"
+            f"{r['peak_rss_mb']:.0f} | {r['warmup_s']:.1f} | {ratio} |"
         )
-    (out / "bench_train.md").write_text("\n".join(lines) + "\n")
-    (out / "bench_train.json").write_text(json.dumps({"machine": machine, "rows": rows}, indent=2))
-    print(f"written {out / 'bench_train.md'}")
+    stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    stem.with_suffix(".json").write_text(json.dumps({"machine": machine, "rows": rows}, indent=2))
+    print(f"written {stem.with_suffix('.md')}")
 
 
 if __name__ == "__main__":
