@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import hydra
 import pytest
 import torch
@@ -70,12 +72,19 @@ def test_distilbert_random_init_and_recipe() -> None:
     torch.testing.assert_close(rebuilt.eval()(ids), model(ids))
 
 
-def test_hf_masked_lm_from_local_directory(tmp_path) -> None:
+def _saved_tiny_bert(directory: Path) -> str:
+    """A random 1-layer BERT masked LM (vocabulary 40) written with save_pretrained."""
+    torch.manual_seed(0)
     config = BertConfig(
         vocab_size=40, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
         intermediate_size=64, max_position_embeddings=32,
     )  # fmt: skip
-    BertForMaskedLM(config).save_pretrained(tmp_path / "bert")
+    BertForMaskedLM(config).save_pretrained(directory)
+    return str(directory)
+
+
+def test_hf_masked_lm_from_local_directory(tmp_path) -> None:
+    _saved_tiny_bert(tmp_path / "bert")
     loaded = masked_lm(vocab_size=40, name_or_path=str(tmp_path / "bert"))
     assert isinstance(loaded, HFMaskedLM)
     assert loaded(torch.randint(0, 40, (1, 5))).shape == (1, 5, 40)
@@ -96,11 +105,7 @@ def test_output_mask_selects_the_same_logits() -> None:
 
 
 def test_hf_backbone_grows_embeddings_for_added_tokens(tmp_path) -> None:
-    config = BertConfig(
-        vocab_size=40, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-        intermediate_size=64, max_position_embeddings=32,
-    )  # fmt: skip
-    BertForMaskedLM(config).save_pretrained(tmp_path / "bert")
+    _saved_tiny_bert(tmp_path / "bert")
     model = masked_lm(vocab_size=40, name_or_path=str(tmp_path / "bert"))
     model.fit_vocab(41)  # the tokenizer gained a [MASK]
     assert model(torch.tensor([[40, 1, 2]])).shape == (1, 3, 41)
@@ -108,12 +113,7 @@ def test_hf_backbone_grows_embeddings_for_added_tokens(tmp_path) -> None:
 
 def test_hf_masked_lm_loads_in_the_asked_dtype(tmp_path) -> None:
     """`model.dtype=bfloat16`: large checkpoints load in half the memory."""
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=40, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-        intermediate_size=32, max_position_embeddings=16,
-    )  # fmt: skip
-    BertForMaskedLM(config).save_pretrained(tmp_path)
-    loaded = masked_lm(vocab_size=40, name_or_path=str(tmp_path), dtype="bfloat16")
+    path = _saved_tiny_bert(tmp_path)
+    loaded = masked_lm(vocab_size=40, name_or_path=path, dtype="bfloat16")
     assert {p.dtype for p in loaded.parameters()} == {torch.bfloat16}
-    assert masked_lm(vocab_size=40, name_or_path=str(tmp_path)).model.dtype == torch.float32
+    assert masked_lm(vocab_size=40, name_or_path=path).model.dtype == torch.float32

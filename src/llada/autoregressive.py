@@ -151,13 +151,13 @@ class AutoregressiveLM(DiffusionLM):
         answers = [answer] if isinstance(answer, str) else list(answer)
         if len(prompts) != len(answers):
             raise ValueError(f"got {len(prompts)} prompts but {len(answers)} answers")
+        pairs = list(zip(prompts, answers, strict=True))
         values = []
         was_training = self.training
         self.eval()
         try:
-            for first in range(0, len(prompts), batch_size):
-                pairs = list(zip(prompts, answers, strict=True))[first : first + batch_size]
-                values.append(self._pair_log_likelihood(pairs))
+            for first in range(0, len(pairs), batch_size):
+                values.append(self._pair_log_likelihood(pairs[first : first + batch_size]))
         finally:
             self.train(was_training)
         result = torch.cat(values).cpu()
