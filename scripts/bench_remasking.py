@@ -61,9 +61,7 @@ def bench(model: DiffusionLM, samples: int, n_tokens: int, steps: int) -> list[d
             {
                 "remasking": name,
                 "options": options,
-                "block_length": settings.get(
-                    "block_length", model.generation_defaults["block_length"]
-                ),
+                "block_length": settings.get("block_length", model.generation.block_length),
                 "steps": settings["steps"],
                 "kv_cache": settings.get("kv_cache", False),
                 "nfe_per_batch": out.nfe,

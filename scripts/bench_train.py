@@ -106,8 +106,7 @@ def run_bare(model: Any, data: list[torch.Tensor], warmup: int) -> tuple[float, 
     for step, ids in enumerate(data):
         if step == warmup:
             started = time.perf_counter()
-        row_nll, slots, _ = model._weighted_nll(ids, None, None)
-        loss = row_nll.sum() / slots.sum()
+        loss = model.objective.training_loss(model.backbone, {"input_ids": ids}).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

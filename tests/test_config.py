@@ -17,7 +17,7 @@ from conftest import CONF_DIR
 from llada.diffusion.remasking import make_remasking
 from llada.diffusion.schedules import MaskingSchedule
 from llada.diffusion.token_choice import make_token_chooser
-from llada.generation_settings import generation_settings
+from llada.generation import GenerationSettings
 
 GROUPS = [
     "model", "data", "masking", "sampler", "remasking", "optim", "trainer", "logger", "callbacks",
@@ -94,7 +94,7 @@ def test_option_composes_and_instantiates(group: str, option: str, tmp_path, ber
     assert isinstance(schedule, MaskingSchedule)
     assert 0.0 < float(schedule.mask_prob(torch.tensor([0.5]))) <= 1.0
 
-    settings = generation_settings(cfg.sampler, cfg.remasking)
+    settings = GenerationSettings.from_groups(cfg.sampler, cfg.remasking).as_dict()
     make_token_chooser(
         settings["sampler"],
         temperature=settings["temperature"],

@@ -25,9 +25,11 @@ from llada.config_schema import (
     check_generate_config,
     check_train_config,
 )
+from llada.diffusion.mdm import MaskedDiffusion
 from llada.diffusion.remasking import REMASKINGS
 from llada.diffusion.schedules import MaskingSchedule
-from llada.module import DEFAULT_GENERATION, DiffusionLM
+from llada.generation import GenerationSettings
+from llada.module import DiffusionLM
 
 # Every option of every group train.yaml composes (conf/hydra is Hydra's own).
 TRAIN_DEFAULTS = OmegaConf.load(Path(CONF_DIR) / "train.yaml").defaults
@@ -59,7 +61,8 @@ def generate_cfg(*overrides: str) -> DictConfig:
     ("group", "option"), GROUP_OPTIONS, ids=[f"{g}={o}" for g, o in GROUP_OPTIONS]
 )
 def test_every_shipped_train_option_passes(group: str, option: str) -> None:
-    check_train_config(train_cfg(f"{group}={option}"))
+    needs = {("objective", "ar"): ["model=ar_tiny"]}  # next-token training needs a causal model
+    check_train_config(train_cfg(f"{group}={option}", *needs.get((group, option), [])))
 
 
 GENERATE_GROUPS = [
@@ -183,12 +186,21 @@ TRAIN_ERRORS = [
         "module.val_mc_samples=0 is out of range: allowed val_mc_samples >= 1",
     ),
     (
-        ["module.random_length_prob=2"],
-        "module.random_length_prob=2 is out of range: allowed 0 <= random_length_prob <= 1",
+        ["objective.random_length_prob=2"],
+        "objective.random_length_prob=2 is out of range: allowed 0 <= random_length_prob <= 1",
     ),
     (
-        ["module.cfg_prompt_dropout=-0.1"],
-        "module.cfg_prompt_dropout=-0.1 is out of range: allowed 0 <= cfg_prompt_dropout <= 1",
+        ["objective.cfg_prompt_dropout=-0.1"],
+        "objective.cfg_prompt_dropout=-0.1 is out of range: allowed 0 <= cfg_prompt_dropout <= 1",
+    ),
+    (
+        ["objective=ar"],
+        "objective._target_=llada.diffusion.next_token.NextToken does not fit the backbone: "
+        "allowed an objective whose attention matches the backbone",
+    ),
+    (
+        ["model=ar_tiny", "objective=mdm"],
+        "objective._target_=llada.diffusion.mdm.MaskedDiffusion does not fit the backbone",
     ),
     (
         ["trainer.max_steps=0"],
@@ -290,8 +302,20 @@ def names(schema: type) -> set[str]:
 
 
 def test_sampler_schema_is_exactly_the_generation_options() -> None:
-    options = set(DEFAULT_GENERATION) - {"sampler", "remasking", "remasking_options"}
+    """Derived from GenerationSettings: the same keys, defaults and rules (no copy of its own)."""
+    options = set(GenerationSettings.names()) - {"sampler", "remasking", "remasking_options"}
     assert names(SamplerSchema) == options | {"name"}
+    defaults = GenerationSettings()
+    for spec in fields(SamplerSchema):
+        assert spec.default == getattr(defaults, "sampler" if spec.name == "name" else spec.name)
+
+
+def test_objective_schemas_are_the_objectives_options() -> None:
+    group = next(g for g in TRAIN_GROUPS if g.path == "objective")
+    for target, schema in group.schemas.items():
+        objective = get_object(target)(mask_id=0, eos_id=1)
+        assert names(schema) == set(objective.options()), target
+    assert MaskedDiffusion in {get_object(t) for t in group.schemas}
 
 
 @pytest.mark.parametrize("name", list(REMASKINGS))

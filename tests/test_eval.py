@@ -11,12 +11,19 @@ from types import SimpleNamespace
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from conftest import CONF_DIR, REPO, TINY_RUN, run_cli
-from llada.eval import data_config, evaluate, sampling_settings
+from llada.eval import data_config, evaluate
+from llada.generation import GenerationSettings
 from llada.metrics import HFJudge, distinct_n, judge_perplexity, load_judge, unigram_entropy
 from llada.train import train
+
+
+def sampling_settings(cfg: DictConfig) -> dict:
+    """What llada.eval passes to generate: the given sampler/remasking keys only."""
+    return GenerationSettings.group_values(cfg.get("sampler"), cfg.get("remasking"))
+
 
 GEN_METRICS = {
     "gen/nfe", "gen/seconds", "gen/tokens_per_second", "gen/samples", "gen/mean_tokens",
@@ -248,7 +255,7 @@ def test_eval_bad_inputs_fail_with_one_line(trained: dict, tmp_path: Path) -> No
         evaluate(_eval_cfg(f"ckpt={mdm}", "judge=/nonexistent/ar.ckpt", f"run_dir={tmp_path}"))
     with pytest.raises(ValueError, match="is a diffusion model; a judge must be a causal LM"):
         evaluate(_eval_cfg(f"ckpt={mdm}", f"judge={mdm}", f"run_dir={tmp_path}"))
-    with pytest.raises(ValueError, match=r"sampler\.steps must be >= 1"):
+    with pytest.raises(ValueError, match=r"sampler\.steps=0 is out of range: allowed steps >= 1"):
         evaluate(_eval_cfg(f"ckpt={mdm}", "sampler.steps=0", f"run_dir={tmp_path}"))
     with pytest.raises(ValueError, match="need a strategy"):
         sampling_settings(OmegaConf.create({"remasking": {"threshold": 0.5}}))

@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from llada.diffusion.losses import masked_nll_per_row, masked_token_nll, pretraining_elbo
+from llada.diffusion.losses import masked_nll_per_row, masked_token_nll
+from llada.diffusion.mdm import MaskedDiffusion
 from llada.diffusion.noising import mask_tokens, noise_batch, sample_times
 from llada.diffusion.schedules import (
     CosineSchedule,
@@ -71,14 +72,33 @@ def test_mask_tokens_rate_and_maskable() -> None:
 
 
 def test_pretraining_elbo_matches_hand_computation() -> None:
+    """The mdm objective's loss: sum of w(t) * CE over masked tokens / token slots (eq. 3)."""
     logits = torch.log(torch.tensor([[[0.5, 0.25, 0.25], [0.1, 0.8, 0.1]]]))  # (1, 2, 3)
     targets = torch.tensor([[0, 1]])
     masked = torch.tensor([[True, False]])
     nll = masked_token_nll(logits, targets, masked)
     assert nll[0, 0].item() == pytest.approx(math.log(2))
     assert nll[0, 1].item() == 0.0
-    loss = pretraining_elbo(logits, targets, masked, weight=torch.tensor([4.0]), n_slots=2)
-    assert loss.item() == pytest.approx(4.0 * math.log(2) / 2)
+
+
+def test_mdm_loss_is_the_weighted_masked_cross_entropy_per_slot() -> None:
+    """The mdm objective's draw = sum of w(t) * CE over masked tokens / token slots (eq. 3),
+    recomputed here from the same (t, mask) draw."""
+    vocab, schedule = 11, LinearSchedule()
+    ids = torch.randint(1, vocab, (4, 9), generator=torch.Generator().manual_seed(1))
+    net = torch.nn.Embedding(vocab, vocab)
+    objective = MaskedDiffusion(mask_id=0, schedule=schedule)
+    row_nll, slots, t = objective.weighted_nll(
+        lambda x, mask: net(x), ids, None, torch.Generator().manual_seed(0)
+    )
+    noisy, masked, t_again = noise_batch(
+        ids, schedule, 0, antithetic=True, generator=torch.Generator().manual_seed(0)
+    )
+    torch.testing.assert_close(t, t_again)
+    nll = masked_token_nll(net(noisy), ids, masked)  # (B, L)
+    expected = (nll * schedule.loss_weight(t)[:, None]).sum() / ids.numel()
+    assert slots.tolist() == [9.0] * 4
+    assert (row_nll.sum() / slots.sum()).item() == pytest.approx(expected.item(), rel=1e-5)
 
 
 def test_masked_nll_per_row_equals_full_logits_path() -> None:
@@ -106,7 +126,8 @@ def test_antithetic_time_same_mean_lower_variance() -> None:
         _, masked, t = noise_batch(ids, schedule, 0, antithetic=antithetic, generator=gen)
         visible = 1.0 - masked.float().mean(dim=1)  # (B,)
         logits = 4.0 * visible[:, None, None] * truth  # (B, L, V)
-        return float(pretraining_elbo(logits, ids, masked, schedule.loss_weight(t), ids.numel()))
+        weighted = masked_token_nll(logits, ids, masked) * schedule.loss_weight(t)[:, None]
+        return float(weighted.sum() / ids.numel())
 
     iid = torch.tensor([estimate(False) for _ in range(1500)])
     anti = torch.tensor([estimate(True) for _ in range(1500)])

@@ -26,7 +26,7 @@ from omegaconf import DictConfig
 
 from conftest import CONF_DIR, REPO, TINY_RUN
 from llada.diffusion.remasking import make_remasking
-from llada.generation_settings import generation_settings
+from llada.generation import GenerationSettings
 from llada.train import train
 
 
@@ -52,7 +52,7 @@ def test_remasking_sweep_declares_strategies_times_steps() -> None:
     ]
     for job in jobs:
         cfg = compose_train("experiment=remasking_sweep", *(f"{k}={v}" for k, v in job.items()))
-        settings = generation_settings(cfg.sampler, cfg.remasking)
+        settings = GenerationSettings.from_groups(cfg.sampler, cfg.remasking).as_dict()
         assert settings["remasking"] == job["remasking"]
         assert settings["steps"] == int(job["sampler.steps"]) and settings["n_tokens"] == 32
         make_remasking(settings["remasking"], **settings["remasking_options"])

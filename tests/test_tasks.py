@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from conftest import REPO
-from llada.autoregressive import AutoregressiveLM
 from llada.data.synthetic import reversal
 from llada.data.tokenizer import train_tokenizer
+from llada.diffusion.next_token import NextToken
 from llada.models.native import NativeTransformer
 from llada.module import DiffusionLM
 from llada.tasks import answer_slot, blank_cells, exact_match, span_infill_accuracy
@@ -27,8 +27,7 @@ def model(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     torch.manual_seed(0)
     causal = request.param
     backbone = NativeTransformer(len(tokenizer), dim=32, n_layers=1, n_heads=2, causal=causal)
-    cls = AutoregressiveLM if causal else DiffusionLM
-    return cls(backbone, tokenizer).eval()
+    return DiffusionLM(backbone, tokenizer, objective=NextToken if causal else None).eval()
 
 
 def test_answer_slot_puts_the_answer_after_the_prompt_or_in_its_slot() -> None:

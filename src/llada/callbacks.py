@@ -69,7 +69,7 @@ class WriteSamples(L.Callback):
 
         Short-context runs (synthetic tasks with 20-token blocks) still get end-of-run samples.
         """
-        n_tokens = int(pl_module.generation_defaults["n_tokens"])
+        n_tokens = int(pl_module.generation.n_tokens)
         limit = pl_module.context_length
         if limit is None:
             return n_tokens

@@ -16,19 +16,21 @@ preparation and training instead of after.
 from __future__ import annotations
 
 import math
-import operator
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, make_dataclass
 from types import UnionType
-from typing import Any, ClassVar, Protocol, Union, get_args, get_origin, get_type_hints
+from typing import Any, ClassVar, Union, get_args, get_origin, get_type_hints
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, ValidationError
 
+from llada.checks import AnyOf, OneOf, Range, invalid, option, show
 from llada.data.datamodule import TextDataModule
 from llada.data.sft import SFTDataModule
 from llada.data.sources import hub_dataset
 from llada.data.tokenizer import SPECIAL_TOKENS, TOKENIZER_BUILDERS
+from llada.diffusion.mdm import MaskedDiffusion
+from llada.diffusion.next_token import NextToken
 from llada.diffusion.remasking import REMASKINGS
 from llada.diffusion.schedules import (
     CosineSchedule,
@@ -36,99 +38,11 @@ from llada.diffusion.schedules import (
     LinearSchedule,
     PowerSchedule,
 )
-from llada.diffusion.token_choice import TOKEN_CHOOSERS
+from llada.generation import GenerationSettings
 from llada.models import hf
 from llada.models.native import NativeTransformer
 
 __all__ = ["check_generate_config", "check_train_config"]
-
-
-def show(value: Any) -> str:
-    """A value as it is written on the command line (null, true, 1.5, text)."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, float):
-        text = repr(value)
-        return text.removesuffix(".0")
-    return repr(value) if value == "" else str(value)
-
-
-# ------------------------------------------------------------------------------------------ rules
-class Rule(Protocol):
-    problem: str  # what the message says a rejected value is, e.g. "is out of range"
-
-    def allows(self, value: Any) -> bool: ...
-
-    def describe(self, name: str) -> str: ...
-
-
-KIND_NAMES: dict[type, str] = {int: "integer", float: "number"}
-
-
-@dataclass(frozen=True)
-class Range:
-    """low <= value <= high, either bound open or absent; `kind` also demands int or float."""
-
-    low: float | None = None
-    high: float | None = None
-    low_open: bool = False
-    high_open: bool = False
-    kind: type | None = None
-    problem: str = "is out of range"
-
-    def allows(self, value: Any) -> bool:
-        if isinstance(value, bool) or not isinstance(value, self.kind or (int, float)):
-            return False
-        above = self.low is None or (operator.gt if self.low_open else operator.ge)(value, self.low)
-        below = self.high is None or (operator.lt if self.high_open else operator.le)(
-            value, self.high
-        )
-        return above and below
-
-    def describe(self, name: str) -> str:
-        kind = f"{KIND_NAMES[self.kind]} " if self.kind else ""
-        if self.high is None and self.low is not None:  # "steps >= 1", not "1 <= steps"
-            return f"{kind}{name} {'>' if self.low_open else '>='} {show(self.low)}"
-        low = "" if self.low is None else f"{show(self.low)} {'<' if self.low_open else '<='} "
-        high = "" if self.high is None else f" {'<' if self.high_open else '<='} {show(self.high)}"
-        return f"{kind}{low}{name}{high}"
-
-
-@dataclass(frozen=True)
-class OneOf:
-    """One of a fixed set of values (strategy names, modes)."""
-
-    options: tuple[Any, ...]
-    problem: str = "is not an option"
-
-    def allows(self, value: Any) -> bool:
-        return value in self.options
-
-    def describe(self, name: str) -> str:
-        if len(self.options) == 1:
-            return f"{name}={show(self.options[0])}"
-        return "one of " + ", ".join(show(option) for option in self.options)
-
-
-@dataclass(frozen=True)
-class AnyOf:
-    """Any of several rules, e.g. a step count or a fraction of an epoch."""
-
-    rules: tuple[Rule, ...]
-    problem: str = "is out of range"
-
-    def allows(self, value: Any) -> bool:
-        return any(rule.allows(value) for rule in self.rules)
-
-    def describe(self, name: str) -> str:
-        return " or ".join(rule.describe(name) for rule in self.rules)
-
-
-def option(default: Any, check: Rule | None = None) -> Any:
-    """A schema field whose value must also pass `check` (null passes where the type allows it)."""
-    return field(default=default, metadata={"check": check} if check else {})
 
 
 @dataclass(frozen=True)
@@ -160,11 +74,6 @@ class Relation:
             raise invalid(keys[0], values[0], self.problem, self.allowed.format(keys[0], *others))
 
 
-def invalid(key: str, value: Any, problem: str, allowed: str) -> ValueError:
-    """The one-line error every check raises."""
-    return ValueError(f"{key}={show(value)} {problem}: allowed {allowed}")
-
-
 def blocks(n_tokens: int, block_length: int | None, context: int | None) -> int:
     """Blocks the end-of-run samples decode: unconditional ones are cut to the model's context."""
     length = n_tokens if context is None else min(n_tokens, context)
@@ -172,23 +81,23 @@ def blocks(n_tokens: int, block_length: int | None, context: int | None) -> int:
 
 
 # ---------------------------------------------------------------------------------------- schemas
-@dataclass
-class SamplerSchema:
-    """conf/sampler: every key is a generate() option, so the group is closed."""
+def sampler_schema() -> type:
+    """conf/sampler: the sampler keys of `GenerationSettings` (`sampler` is the group's `name`),
+    with its defaults and rules; every key is a generate() option, so the group is closed."""
+    hints = get_type_hints(GenerationSettings)
+    specs = [
+        (
+            "name" if spec.name == "sampler" else spec.name,
+            hints[spec.name],
+            field(default=spec.default, metadata=spec.metadata),
+        )
+        for spec in fields(GenerationSettings)
+        if spec.name == "sampler" or spec.name in GenerationSettings.sampler_keys()
+    ]
+    return make_dataclass("SamplerSchema", specs)
 
-    name: str = option("multinomial", OneOf(tuple(TOKEN_CHOOSERS)))
-    steps: int = option(64, Range(1))
-    n_tokens: int = option(64, Range(1))
-    # Need not divide n_tokens: the last block takes the remainder (sampling.block_plan).
-    block_length: int | None = option(None, Range(1))
-    temperature: float = option(1.0, Range(0))
-    top_k: int | None = option(None, Range(1))
-    top_p: float | None = option(None, Range(0, 1, low_open=True))
-    cfg_scale: float = option(0.0, Range(0))
-    eos_last: bool = False
-    forbid_eos: bool = False
-    schedule_steps: bool = False
-    kv_cache: bool = False
+
+SamplerSchema = sampler_schema()
 
 
 @dataclass
@@ -306,13 +215,25 @@ class HubCorpusSchema:
 class ModuleSchema:
     """train.yaml `module`: DiffusionLM's training options."""
 
-    antithetic_time: bool = True
-    random_length_prob: float = option(0.01, Range(0, 1))
     val_mc_samples: int = option(4, Range(1))
     val_seed: int = 1234
     loss_buckets: int = option(10, Range(0))
-    cfg_prompt_dropout: float = option(0.0, Range(0, 1))
     nonfinite_loss: str = option("stop", OneOf(("stop", "skip")))
+    compile_backbone: bool = False
+
+
+@dataclass
+class MaskedDiffusionSchema:
+    """objective=mdm: the masked diffusion objective's training options (closed)."""
+
+    antithetic_time: bool = True
+    random_length_prob: float = option(0.01, Range(0, 1))
+    cfg_prompt_dropout: float = option(0.0, Range(0, 1))
+
+
+@dataclass
+class NextTokenSchema:
+    """objective=ar: no options (closed)."""
 
 
 @dataclass
@@ -451,12 +372,35 @@ TRAIN_GROUPS = (
     ),
     Group("data.corpus", {target(hub_dataset): HubCorpusSchema}, by="_target_"),
     Group("module", ModuleSchema),
+    Group(
+        "objective",
+        {target(MaskedDiffusion): MaskedDiffusionSchema, target(NextToken): NextTokenSchema},
+        by="_target_",
+        closed=True,
+    ),
     Group("trainer", TrainerSchema),
     Group("optim", OptimSchema),
     Group("optim.optimizer", OptimizerSchema),
     Group("optim.scheduler", LRSchedulerSchema),
 )
+OBJECTIVES = {target(MaskedDiffusion): MaskedDiffusion, target(NextToken): NextToken}
+
+
+def attention_matches(objective: str | None, causal: bool | None, model: str | None) -> bool:
+    """A known objective's attention pattern and a native/HF backbone's must agree."""
+    if objective not in OBJECTIVES or model not in (target(NativeTransformer), *HF_TARGETS):
+        return True  # your own objective or backbone: the module checks it at build time
+    return (OBJECTIVES[objective].attention == "causal") == bool(causal)
+
+
 TRAIN_RELATIONS = (
+    Relation(
+        ("objective._target_", "model.causal", "model._target_"),
+        attention_matches,
+        "an objective whose attention matches the backbone: objective=ar with a causal model "
+        "(model=ar_tiny/ar_small), objective=mdm with a bidirectional one (got {1})",
+        problem="does not fit the backbone",
+    ),
     # The end-of-run samples decode block by block, one step at least per block; found only after
     # training otherwise. Causal models decode left to right (no blocks), and runs that write no
     # unconditional sample never build that plan.

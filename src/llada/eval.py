@@ -26,37 +26,14 @@ from omegaconf import DictConfig, OmegaConf
 
 from llada.atomic import atomic_write
 from llada.errors import fail_cleanly
+from llada.generation import Generation, GenerationSettings
 from llada.metrics import Judge, distinct_n, judge_perplexity, load_judge, unigram_entropy
-from llada.module import DiffusionLM, Generation
+from llada.module import DiffusionLM
 
 CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 SYNTHETIC_CORPUS = "llada.data.synthetic.synthetic_documents"
 # Settings-independent metrics of one checkpoint, kept across the jobs of a multirun.
 _MODEL_METRICS: dict[str, dict[str, Any]] = {}
-
-
-def given(node: DictConfig | None) -> dict[str, Any]:
-    """The keys of a config node that were set (??? = not given: the checkpoint's value)."""
-    if node is None:
-        return {}
-    values = OmegaConf.to_container(node, resolve=True, throw_on_missing=False)
-    return {key: values[key] for key in node if not OmegaConf.is_missing(node, key)}
-
-
-def sampling_settings(cfg: DictConfig) -> dict[str, Any]:
-    """`generate` keyword arguments from the given `sampler` / `remasking` keys only."""
-    settings = given(cfg.get("sampler"))
-    if "name" in settings:
-        settings["sampler"] = settings.pop("name")
-    remasking = given(cfg.get("remasking"))
-    if "name" in remasking:
-        settings["remasking"] = remasking.pop("name")
-        settings["remasking_options"] = remasking  # e.g. threshold, sigma
-    elif remasking:
-        raise ValueError(
-            f"remasking options {sorted(remasking)} need a strategy: add remasking=<name>"
-        )
-    return settings
 
 
 def data_config(model: DiffusionLM, cfg: DictConfig) -> dict[str, Any]:
@@ -207,7 +184,7 @@ def summary(result: dict[str, Any]) -> str:
     metrics, settings = result["metrics"], result["settings"]
     lines = [f"eval of {result['ckpt']} ({result['lm']})"]
     if "val/ppl" in metrics:
-        kind = "ELBO perplexity (bound)" if result["lm"] == "diffusion" else "perplexity (exact)"
+        kind = result["perplexity"]
         lines.append(
             f"validation {kind} {metrics['val/ppl']:.2f} "
             f"(+- {metrics.get('val/elbo_stderr', math.nan):.3f} nats stderr, "
@@ -238,8 +215,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         cfg.ckpt, map_location=device, val_mc_samples=int(cfg.val_mc_samples),
         val_seed=int(cfg.val_seed),
     )  # fmt: skip
-    settings = sampling_settings(cfg)
-    model._options(None, settings)  # bad settings and judges fail before the slow parts
+    settings = GenerationSettings.group_values(cfg.get("sampler"), cfg.get("remasking"))
+    model.settings(**settings)  # bad settings and judges fail before the slow parts
     judge = None
     if cfg.judge:
         judge = load_judge(str(cfg.judge), device=device, batch_size=int(cfg.judge_batch_size))
@@ -249,6 +226,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     result = {
         "ckpt": str(Path(cfg.ckpt).expanduser().resolve()),
         "lm": model.lm_kind,
+        "perplexity": model.objective.perplexity_label(),  # exact, an ELBO bound, or neither
         "settings": {
             **calls[0].settings,
             "prompt": prompt_of(cfg),

@@ -117,8 +117,9 @@ def model_card(
     n_params = sum(p.numel() for p in hf_model.parameters())
     settings = {
         "lm": model.lm_kind,
+        "objective": model.objective.recipe(),
         "masking": model.schedule.recipe(),
-        "generation": model.generation_defaults,
+        "generation": model.generation.as_dict(),
         "tokens_seen": tokens_seen,
     }
     lines = [

@@ -18,8 +18,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from llada.config_schema import check_generate_config
 from llada.errors import fail_cleanly
-from llada.generation_settings import generation_settings
-from llada.module import MASK_SLOT, DiffusionLM, Generation
+from llada.generation import MASK_SLOT, Generation, GenerationSettings
+from llada.module import DiffusionLM
 
 CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 
@@ -49,7 +49,7 @@ def run_generation(cfg: DictConfig) -> list[dict[str, Any]]:
         raise ValueError("no checkpoint given; pass ckpt=<path to a .ckpt written by llada.train>")
     device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model = DiffusionLM.load_from_checkpoint(cfg.ckpt, map_location=device)
-    settings = generation_settings(cfg.get("sampler"), cfg.get("remasking"))
+    settings = GenerationSettings.group_values(cfg.get("sampler"), cfg.get("remasking"))
     prompt = OmegaConf.to_container(cfg.prompt) if OmegaConf.is_list(cfg.prompt) else cfg.prompt
     record = bool(cfg.visualize or cfg.viz.gif or cfg.viz.html)
     if is_template(prompt):

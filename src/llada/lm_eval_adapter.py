@@ -26,12 +26,9 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import Tensor
 
 try:
     # Built-in models first: lm_eval fills its registry lazily only while it is empty, so
@@ -47,98 +44,11 @@ except ImportError as error:  # pragma: no cover - depends on the environment
         "(or pip install 'lm_eval>=0.4')"
     ) from error
 
-from llada.diffusion.likelihood import conditional_log_likelihood
-from llada.diffusion.remasking import make_remasking
-from llada.diffusion.sampling import generate
-from llada.diffusion.token_choice import make_token_chooser
+from llada.diffusion.objective import GREEDY_CHECKS
 from llada.errors import fail_cleanly
 from llada.module import DiffusionLM
 
 Ids = list[int]
-
-
-def _one_pass(model: DiffusionLM, context: Ids, answer_len: int) -> Tensor:
-    """Argmax at each answer position of [context | MASK * T] in one forward pass. -> (T,)"""
-    canvas = torch.tensor([[*context, *[model.mask_id] * answer_len]], device=model.device)
-    return model(canvas)[0, -answer_len:].argmax(dim=-1)  # (T,)
-
-
-def _decode(model: DiffusionLM, context: Ids, answer_len: int) -> Tensor:
-    """Our greedy sampler, one token per step in low-confidence order, on [context | MASK * T]."""
-    canvas = torch.tensor([[*context, *[model.mask_id] * answer_len]], device=model.device)
-    result = generate(
-        model,
-        canvas,
-        model.mask_id,
-        steps=answer_len,
-        chooser=make_token_chooser("greedy"),
-        remasking=make_remasking("low_confidence"),
-        gen_start=len(context),
-    )
-    return result.tokens[0, -answer_len:]  # (T,)
-
-
-# greedy_check -> what greedy decoding would put in the answer's place (None: do not check)
-GREEDY_CHECKS: dict[str, Callable[[DiffusionLM, Ids, int], Tensor] | None] = {
-    "one_pass": _one_pass,
-    "decode": _decode,
-    "none": None,
-}
-
-
-@dataclass
-class DiffusionScorer:
-    """(log p(answer | context) lower bound, is_greedy) for a masked diffusion model."""
-
-    model: DiffusionLM
-    mc_samples: int
-    mc_batch_size: int
-    seed: int
-    greedy_check: str
-
-    @property
-    def max_canvas(self) -> int | None:
-        return self.model.context_length  # context + answer, all in one canvas
-
-    @torch.no_grad()
-    def score(self, context: Ids, answer: Ids) -> tuple[float, bool]:
-        device = self.model.device
-        generator = torch.Generator(device=device).manual_seed(self.seed)
-        value, _ = conditional_log_likelihood(
-            self.model,
-            torch.tensor(context, dtype=torch.long, device=device),
-            torch.tensor(answer, dtype=torch.long, device=device),
-            self.model.mask_id,
-            mc_samples=self.mc_samples,
-            batch_size=self.mc_batch_size,
-            generator=generator,
-        )
-        check = GREEDY_CHECKS[self.greedy_check]
-        greedy = check is not None and check(self.model, context, len(answer)).tolist() == answer
-        return float(value), greedy
-
-
-@dataclass
-class AutoregressiveScorer:
-    """Exact (log p(answer | context), is_greedy) in one causal pass; context starts non-empty."""
-
-    model: DiffusionLM
-
-    @property
-    def max_canvas(self) -> int | None:
-        limit = self.model.context_length
-        return None if limit is None else limit + 1  # the last answer token is never an input
-
-    @torch.no_grad()
-    def score(self, context: Ids, answer: Ids) -> tuple[float, bool]:
-        ids = torch.tensor([*context, *answer], device=self.model.device)  # (P + T,)
-        logits = self.model(ids[None, :-1])[0, -len(answer) :].double()  # (T, V)
-        target = ids[-len(answer) :]  # (T,)
-        log_prob = torch.log_softmax(logits, dim=-1).gather(1, target[:, None]).sum()
-        return float(log_prob), bool((logits.argmax(dim=-1) == target).all())
-
-
-Scorer = DiffusionScorer | AutoregressiveScorer
 
 
 @register_model("llada")
@@ -169,14 +79,12 @@ class LladaLM(LM):
         self.seed, self.max_gen_toks = int(seed), int(max_gen_toks)
         self.batch_size = int(batch_size) if str(batch_size).isdigit() else 16  # "auto" -> 16
         self.generation = generation  # e.g. steps, block_length, remasking, cfg_scale
-        self.model._options(None, generation)  # unknown or bad settings fail now, not mid-run
-        self.scorer: Scorer = (
-            AutoregressiveScorer(self.model)
-            if self.model.lm_kind == "autoregressive"
-            else DiffusionScorer(self.model, int(mc_samples), int(mc_batch_size), self.seed,
-                                 greedy_check)
-        )  # fmt: skip
-        limit = self.scorer.max_canvas
+        self.model.settings(**generation)  # unknown or bad settings fail now, not mid-run
+        self.scoring = {
+            "mc_samples": int(mc_samples), "batch_size": int(mc_batch_size), "seed": self.seed,
+            "greedy_check": greedy_check,
+        }  # fmt: skip
+        limit = self.model.objective.scored_length(self.model.context_length)
         self.max_canvas = int(max_length) if max_length else limit
 
     @property
@@ -206,7 +114,7 @@ class LladaLM(LM):
             if not answer:
                 raise ValueError(f"continuation {continuation!r} has no tokens")
             prefixed = [*self.model.prefix_ids, *self._encode(context)]
-            result = self.scorer.score(self._fit(prefixed, answer), answer)
+            result = self.model.score_ids(self._fit(prefixed, answer), answer, **self.scoring)
             self.cache_hook.add_partial("loglikelihood", request.args, result)
             results.append(result)
         return results
@@ -219,7 +127,10 @@ class LladaLM(LM):
         for request in requests:
             (text,) = request.args
             pieces = get_rolling_token_windows(self._encode(text), start, window, context_len=1)
-            total = sum(self.scorer.score(*make_disjoint_window(piece))[0] for piece in pieces)
+            total = sum(
+                self.model.score_ids(*make_disjoint_window(piece), **self.scoring)[0]
+                for piece in pieces
+            )
             self.cache_hook.add_partial("loglikelihood_rolling", request.args, total)
             results.append(float(total))
         return results

@@ -82,7 +82,7 @@ class CheckpointJudge:
                 "model=ar_tiny, an HF causal LM directory, or judge=null)"
             )
         self.model = DiffusionLM.load_from_checkpoint(path, map_location=device)
-        if self.model.lm_kind != "autoregressive":
+        if not self.model.objective.exact:
             raise ValueError(
                 f"judge {path} is a {self.model.lm_kind} model; a judge must be a causal LM "
                 "(a checkpoint trained with model=ar_tiny, or an HF causal LM)"

@@ -21,7 +21,8 @@ from torch import Tensor
 
 from llada.atomic import atomic_write
 from llada.data.synthetic import BLANK, TASKS
-from llada.module import MASK_SLOT, DiffusionLM
+from llada.generation import MASK_SLOT
+from llada.module import DiffusionLM
 
 Query = tuple[str, str]
 Template = tuple[str, str]  # (text with [MASK]xN slots, the expected filled text)

@@ -19,8 +19,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from llada.config_schema import check_train_config
 from llada.errors import fail_cleanly
-from llada.generation_settings import generation_settings
-from llada.module import DiffusionLM, lm_class
+from llada.generation import GenerationSettings
+from llada.module import DiffusionLM
 
 CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 
@@ -67,18 +67,18 @@ def refuse_to_overwrite(run_dir: Path, ckpt_path: str | None) -> None:
 
 
 def build_model(cfg: DictConfig, tokenizer: Any) -> DiffusionLM:
+    """Backbone, objective (a partial: the module supplies the tokenizer's ids) and the module."""
     backbone = instantiate(cfg.model)(vocab_size=len(tokenizer))
     if hasattr(backbone, "fit_vocab"):  # pretrained weights, tokenizer with added tokens
         backbone.fit_vocab(len(tokenizer))
-    # A causal backbone (model=ar_*) is the autoregressive baseline: next-token loss, same entry.
-    lm = lm_class("autoregressive" if getattr(backbone, "causal", False) else "diffusion")
-    return lm(
+    return DiffusionLM(
         backbone=backbone,
         tokenizer=tokenizer,
         schedule=instantiate(cfg.masking),
+        objective=instantiate(cfg.objective),
         optimizer=instantiate(cfg.optim.optimizer),
         lr_scheduler=instantiate(cfg.optim.scheduler) if cfg.optim.get("scheduler") else None,
-        generation=generation_settings(cfg.sampler, cfg.remasking),
+        generation=GenerationSettings.from_groups(cfg.sampler, cfg.remasking),
         weight_decay=cfg.optim.weight_decay,
         **cfg.module,
     )
@@ -155,7 +155,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
     if trainer.is_global_zero and "val/ppl" in metrics:
         metrics["unigram_ppl"] = datamodule.unigram_perplexity()
-        kind = "ELBO perplexity" if model.lm_kind == "diffusion" else "perplexity (exact)"
+        kind = model.objective.perplexity_label()
         print(
             f"validation {kind} {metrics['val/ppl']:.1f} "
             f"(+- {metrics.get('val/elbo_stderr', float('nan')):.3f} nats stderr) vs unigram "

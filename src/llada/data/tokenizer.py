@@ -205,9 +205,14 @@ def ensure_mask_token(tok: PreTrainedTokenizerFast) -> PreTrainedTokenizerFast:
     return tok
 
 
-def eos_id(tok: PreTrainedTokenizerFast) -> int:
-    """The id that ends a document: ``eos_token_id``, else BERT's ``sep_token_id``."""
+def eos_id(tok: PreTrainedTokenizerFast, required: bool = True) -> int | None:
+    """The id that ends a document: ``eos_token_id``, else BERT's ``sep_token_id``.
+
+    Without either: a one-line error, or None when not `required`.
+    """
     for candidate in (tok.eos_token_id, tok.sep_token_id):
         if candidate is not None:
             return int(candidate)
+    if not required:
+        return None
     raise ValueError(f"tokenizer {type(tok).__name__} has neither an eos_token nor a sep_token")

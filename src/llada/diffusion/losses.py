@@ -19,18 +19,6 @@ def masked_token_nll(logits: Tensor, targets: Tensor, masked: Tensor) -> Tensor:
     return nll
 
 
-def pretraining_elbo(
-    logits: Tensor, targets: Tensor, masked: Tensor, weight: Tensor, n_slots: Tensor | int
-) -> Tensor:
-    """LLaDA pretraining loss: sum over masked tokens of CE * w(t_row), divided by the token slots.
-
-    weight (B,) is the schedule's loss weight per row (1/t for linear masking). Dividing by the number
-    of (non-padding) token slots B*L gives the ELBO per token, in nats.
-    """
-    nll = masked_token_nll(logits, targets, masked)  # (B, L)
-    return (nll * weight[:, None]).sum() / n_slots
-
-
 def masked_nll_per_row(masked_logits: Tensor, targets: Tensor, masked: Tensor) -> Tensor:
     """Sum of -log p(x0 | x_t) over each row's masked positions.
 

@@ -58,6 +58,10 @@ def resolve_pretrained(loader: Any, name_or_path: str, **kwargs: Any) -> Any:
 class HFMaskedLM(nn.Module):
     """Adapter: any `AutoModelForMaskedLM` behind the backbone interface (ids, mask) -> logits."""
 
+    causal = False  # masked LMs attend both ways
+    supports_output_mask = False
+    supports_kv_cache = False
+
     def __init__(self, model: PreTrainedModel) -> None:
         super().__init__()
         self.model = model

@@ -125,6 +125,7 @@ class NativeTransformer(nn.Module):
     """
 
     supports_output_mask = True
+    supports_kv_cache = True  # forward(..., kv=KVPrefix): `PrefixCachedLogits`
 
     def __init__(
         self,

@@ -18,7 +18,7 @@ class PrefixCachedLogits:
     """`logits = f(canvas, attention_mask)` with a `begin_block(start)` hook for the generator."""
 
     def __init__(self, backbone: nn.Module) -> None:
-        if not hasattr(backbone, "supports_output_mask"):  # the native backbone's marker
+        if not getattr(backbone, "supports_kv_cache", False):
             raise ValueError(
                 f"kv_cache needs the native backbone; {type(backbone).__name__} has no prefix "
                 "cache (set sampler.kv_cache=false)"
