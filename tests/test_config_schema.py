@@ -340,3 +340,11 @@ def test_declared_module_trainer_and_targets_exist() -> None:
         if group.by == "_target_":
             for target in group.schemas:
                 get_object(target)  # a renamed class must not silently switch its checks off
+
+
+@pytest.mark.parametrize("path", ["sampler/multinomial.yaml", "sampler/greedy.yaml", "eval.yaml"])
+def test_config_files_name_exactly_the_generation_keys(path: str) -> None:
+    """conf/ spells the sampler keys (Hydra needs them to accept overrides) but src/ owns them."""
+    cfg = compose(path.removesuffix(".yaml")) if "/" not in path else None
+    node = cfg.sampler if cfg is not None else train_cfg(f"sampler={Path(path).stem}").sampler
+    assert set(node) == {"name", *GenerationSettings.sampler_keys()}

@@ -13,7 +13,7 @@ import dataclasses
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -21,8 +21,11 @@ from torch import Tensor
 from transformers import PreTrainedTokenizerBase
 
 from llada.checks import OneOf, Range, invalid, option
+from llada.data.tokenizer import eos_id
 from llada.diffusion.remasking import REMASKINGS, Remasking, make_remasking
+from llada.diffusion.sampling import GenerationResult
 from llada.diffusion.token_choice import TOKEN_CHOOSERS, TokenChooser, make_token_chooser
+from llada.models.prefix_cache import PrefixCachedLogits
 
 MASK_SLOT = re.compile(r"\[MASK\](?:x(\d+))?")  # infilling slots: [MASK] or [MASK]x5
 # Fields that are not keys of conf/sampler: the two names (each group's `name`) and the
@@ -236,6 +239,27 @@ class TextCodec:
             attention[row, width - len(ids) :] = 1
         return canvas, attention
 
+    def answer_pairs(
+        self, prompt: str | list[str], answer: str | list[str]
+    ) -> list[tuple[list[int], list[int]]]:
+        """(prompt ids, answer ids) per pair, for likelihoods: answers non-empty, all in context."""
+        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+        answers = [answer] if isinstance(answer, str) else list(answer)
+        if len(prompts) != len(answers):
+            raise ValueError(f"got {len(prompts)} prompts but {len(answers)} answers")
+        pairs = []
+        for prompt_text, answer_text in zip(prompts, answers, strict=True):
+            prompt_ids, answer_ids = self.encode(prompt_text), self.encode(answer_text)
+            if not answer_ids:
+                raise ValueError(f"answer {answer_text!r} has no tokens")
+            width = len(prompt_ids) + len(answer_ids)
+            if self.context is not None and width > self.context:
+                raise ValueError(
+                    f"prompt + answer has {width} tokens, more than the context {self.context}"
+                )
+            pairs.append((prompt_ids, answer_ids))
+        return pairs
+
     def decode(self, generated: Tensor, eos_id: int | None, stop_at_eos: bool) -> list[str]:
         """Texts of generated ids (B, n), each cut at its first EOS when asked."""
         texts = []
@@ -251,3 +275,116 @@ class TextCodec:
             self.tokenizer.decode(ids[mask.bool()].tolist(), skip_special_tokens=True).strip()
             for ids, mask in zip(canvas.cpu(), attention.cpu(), strict=True)
         ]
+
+
+# ------------------------------------------------------------------------------------ decoding
+class TextLM(Protocol):
+    """What the text layer needs of a model (a `DiffusionLM`)."""
+
+    backbone: Any
+    objective: Any
+    tokenizer: PreTrainedTokenizerBase
+    mask_id: int
+    training: bool
+
+    @property
+    def device(self) -> torch.device: ...
+
+    @property
+    def codec(self) -> TextCodec: ...
+
+    def __call__(self, input_ids: Tensor, attention_mask: Tensor | None = None) -> Tensor: ...
+
+    def train(self, mode: bool = True) -> Any: ...
+
+
+def decode_canvas(
+    lm: TextLM,
+    canvas: Tensor,
+    attention: Tensor,
+    prompt_mask: Tensor,
+    gen_start: int,
+    settings: GenerationSettings,
+    seed: int | None,
+    record: bool,
+) -> GenerationResult:
+    """The objective's decoder on a prepared canvas (B, L), in eval mode, with a seeded RNG."""
+    eos = eos_id(lm.tokenizer)
+    generator = None if seed is None else torch.Generator(lm.device).manual_seed(seed)
+    cached = settings.kv_cache and lm.objective.prefix_cache
+    logits_fn = PrefixCachedLogits(lm.backbone) if cached else lm
+    was_training = lm.training
+    lm.train(False)
+    try:
+        return lm.objective.decode(
+            logits_fn,
+            canvas.to(lm.device),
+            steps=int(settings.steps),
+            chooser=settings.token_chooser(),
+            remasking=settings.remasking_strategy(),
+            attention_mask=None if bool(attention.all()) else attention.to(lm.device),
+            block_length=settings.block_length,
+            gen_start=gen_start,
+            generator=generator,
+            eos_id=eos,
+            eos_last=bool(settings.eos_last),
+            forbid_ids=(eos,) if settings.forbid_eos else (),
+            cfg_scale=float(settings.cfg_scale),
+            prompt_mask=prompt_mask.to(lm.device),
+            record=record,
+            mask_prob=lm.objective.schedule.mask_prob if settings.schedule_steps else None,
+        )
+    finally:
+        lm.train(was_training)
+
+
+def generate_text(
+    lm: TextLM,
+    prompts: list[str | None],
+    settings: GenerationSettings,
+    seed: int | None,
+    stop_at_eos: bool,
+    record: bool,
+) -> Generation:
+    """`n_tokens` after each prompt (None or "" = unconditional), decoded to text."""
+    texts = ["" if p is None else p for p in prompts]
+    n_tokens = int(settings.n_tokens)
+    canvas, attention = lm.codec.prompt_canvas(texts, n_tokens)
+    gen_start = canvas.shape[1] - n_tokens
+    prompt_mask = attention.bool().clone()  # (B, L): the real prompt tokens
+    prompt_mask[:, gen_start:] = False
+    result = decode_canvas(lm, canvas, attention, prompt_mask, gen_start, settings, seed, record)
+    generated = result.tokens[:, gen_start:].cpu()  # (B, n_tokens)
+    return Generation(
+        prompts=[p or None for p in texts],
+        texts=lm.codec.decode(generated, eos_id(lm.tokenizer), stop_at_eos),
+        tokens=generated,
+        nfe=result.nfe,
+        seconds=result.seconds,
+        settings=settings.as_dict(),
+        trajectory=result.trajectory,
+        gen_start=gen_start,
+    )
+
+
+def infill_text(
+    lm: TextLM,
+    encoded: list[list[int]],
+    settings: GenerationSettings,
+    seed: int | None,
+    record: bool,
+    prompts: list[str] | None,
+) -> Generation:
+    """Fill the mask ids of token-id rows; the texts are the whole filled rows."""
+    canvas, attention = lm.codec.template_canvas(encoded)
+    prompt_mask = attention.bool() & (canvas != lm.mask_id)
+    result = decode_canvas(lm, canvas, attention, prompt_mask, 0, settings, seed, record)
+    return Generation(
+        prompts=list(prompts) if prompts is not None else [None] * len(encoded),
+        texts=lm.codec.decode_visible(result.tokens, attention),
+        tokens=result.tokens.cpu(),
+        nfe=result.nfe,
+        seconds=result.seconds,
+        settings=settings.as_dict(),
+        trajectory=result.trajectory,
+    )

@@ -15,7 +15,7 @@ from typing import Any
 import lightning as L
 import torch
 from torch import Tensor, nn
-from torchmetrics import MeanMetric, SumMetric
+from torchmetrics import MeanMetric
 from transformers import PreTrainedTokenizerBase
 
 from llada import checkpoint as ckpt_format
@@ -23,12 +23,11 @@ from llada.data.tokenizer import eos_id
 from llada.diffusion.likelihood import elbo_bucket_index
 from llada.diffusion.mdm import MaskedDiffusion
 from llada.diffusion.objective import GREEDY_CHECKS, Objective
-from llada.diffusion.sampling import GenerationResult
 from llada.diffusion.schedules import MaskingSchedule
 from llada.ema import EMA_KEY
-from llada.generation import Generation, GenerationSettings, TextCodec
+from llada.generation import Generation, GenerationSettings, TextCodec, generate_text, infill_text
 from llada.models.backbone import require_backbone
-from llada.models.prefix_cache import PrefixCachedLogits
+from llada.validation_metric import ValidationNLL
 
 CHECKPOINT_KEY = ckpt_format.SECTION
 
@@ -95,8 +94,7 @@ class DiffusionLM(L.LightningModule):
         self.loss_by_t = nn.ModuleList(
             MeanMetric(nan_strategy="disable") for _ in range(max(loss_buckets, 0))
         )
-        self.val_nll, self.val_slots = SumMetric(), SumMetric()
-        self.val_row_sum, self.val_row_sq, self.val_rows = SumMetric(), SumMetric(), SumMetric()
+        self.val_bound = ValidationNLL()
 
     @property
     def schedule(self) -> MaskingSchedule:
@@ -178,31 +176,16 @@ class DiffusionLM(L.LightningModule):
         generator.manual_seed(self.val_seed + batch_idx)
         for _ in range(self.val_mc_samples):
             rows = self.objective.validation_nll(self.backbone, batch, generator)
-            per_token = rows.nll / rows.slots.clamp_min(1.0)  # (B,)
-            self.val_nll.update(rows.nll.sum())
-            self.val_slots.update(rows.slots.sum())
-            self.val_row_sum.update(per_token.sum())
-            self.val_row_sq.update((per_token**2).sum())
-            self.val_rows.update(per_token.numel())
+            self.val_bound.update(rows.nll, rows.slots)
 
     def on_validation_epoch_end(self) -> None:
-        metrics = (self.val_nll, self.val_slots, self.val_row_sum, self.val_row_sq, self.val_rows)
-        slots = self.val_slots.compute()
-        if slots <= 0:
+        if self.val_bound.empty:
             return
-        elbo = self.val_nll.compute() / slots
-        rows = self.val_rows.compute()
-        mean = self.val_row_sum.compute() / rows
-        variance = (self.val_row_sq.compute() / rows - mean**2).clamp_min(0.0)
-        stderr = torch.sqrt(variance / rows.clamp_min(2.0))
-        self.log_dict(
-            {"val/elbo": elbo, "val/ppl": torch.exp(elbo), "val/elbo_stderr": stderr},
-            prog_bar=True,
-        )
+        values = self.val_bound.compute()
+        self.log_dict({f"val/{name}": value for name, value in values.items()}, prog_bar=True)
         if not self.trainer.sanity_checking:
             self.last_validated_step = self.global_step
-        for metric in metrics:
-            metric.reset()
+        self.val_bound.reset()
 
     def configure_optimizers(self) -> Any:
         if self.optimizer_factory is None:
@@ -226,45 +209,6 @@ class DiffusionLM(L.LightningModule):
         self.objective.check_generation(settings.cfg_scale)
         return settings
 
-    def _decode(
-        self,
-        canvas: Tensor,
-        attention: Tensor,
-        prompt_mask: Tensor,
-        gen_start: int,
-        settings: GenerationSettings,
-        seed: int | None,
-        record: bool,
-    ) -> GenerationResult:
-        """The objective's decoder on a prepared canvas (B, L), in eval mode."""
-        eos = eos_id(self.tokenizer)
-        generator = None if seed is None else torch.Generator(self.device).manual_seed(seed)
-        cached = settings.kv_cache and self.objective.prefix_cache
-        logits_fn = PrefixCachedLogits(self.backbone) if cached else self
-        was_training = self.training
-        self.eval()
-        try:
-            return self.objective.decode(
-                logits_fn,
-                canvas.to(self.device),
-                steps=int(settings.steps),
-                chooser=settings.token_chooser(),
-                remasking=settings.remasking_strategy(),
-                attention_mask=None if bool(attention.all()) else attention.to(self.device),
-                block_length=settings.block_length,
-                gen_start=gen_start,
-                generator=generator,
-                eos_id=eos,
-                eos_last=bool(settings.eos_last),
-                forbid_ids=(eos,) if settings.forbid_eos else (),
-                cfg_scale=float(settings.cfg_scale),
-                prompt_mask=prompt_mask.to(self.device),
-                record=record,
-                mask_prob=self.schedule.mask_prob if settings.schedule_steps else None,
-            )
-        finally:
-            self.train(was_training)
-
     @torch.no_grad()
     def generate_with_info(
         self,
@@ -282,23 +226,7 @@ class DiffusionLM(L.LightningModule):
             **overrides, **({} if n_tokens is None else {"n_tokens": n_tokens})
         )
         prompts = [prompt] * num_samples if isinstance(prompt, str) or prompt is None else prompt
-        prompts = ["" if p is None else p for p in prompts]
-        canvas, attention = self.codec.prompt_canvas(prompts, int(settings.n_tokens))
-        gen_start = canvas.shape[1] - int(settings.n_tokens)
-        prompt_mask = attention.bool().clone()  # (B, L): the real prompt tokens
-        prompt_mask[:, gen_start:] = False
-        result = self._decode(canvas, attention, prompt_mask, gen_start, settings, seed, record)
-        generated = result.tokens[:, gen_start:].cpu()  # (B, n_tokens)
-        return Generation(
-            prompts=[p or None for p in prompts],
-            texts=self.codec.decode(generated, eos_id(self.tokenizer), stop_at_eos),
-            tokens=generated,
-            nfe=result.nfe,
-            seconds=result.seconds,
-            settings=settings.as_dict(),
-            trajectory=result.trajectory,
-            gen_start=gen_start,
-        )
+        return generate_text(self, prompts, settings, seed, stop_at_eos, record)
 
     def generate(
         self, prompt: str | list[str] | None = None, n_tokens: int | None = None, **kwargs: Any
@@ -336,18 +264,7 @@ class DiffusionLM(L.LightningModule):
         """
         # One block unless asked: the run's left-to-right blocks do not fit masks anywhere.
         settings = self.settings(**{"block_length": None, **overrides})
-        canvas, attention = self.codec.template_canvas(encoded)
-        prompt_mask = attention.bool() & (canvas != self.mask_id)
-        result = self._decode(canvas, attention, prompt_mask, 0, settings, seed, record)
-        return Generation(
-            prompts=list(prompts) if prompts is not None else [None] * len(encoded),
-            texts=self.codec.decode_visible(result.tokens, attention),
-            tokens=result.tokens.cpu(),
-            nfe=result.nfe,
-            seconds=result.seconds,
-            settings=settings.as_dict(),
-            trajectory=result.trajectory,
-        )
+        return infill_text(self, encoded, settings, seed, record, prompts)
 
     def infill(self, template: str | list[str], **kwargs: Any) -> str | list[str]:
         """`m.infill("The [MASK]x5 sat on the mat")` -> the filled text (a list for a list)."""
@@ -368,21 +285,10 @@ class DiffusionLM(L.LightningModule):
         """log p(answer | prompt) in nats per pair: the objective's bound (LLaDA eq. 6 for mdm,
         exact for ar). Prompt and answer are tokenized without special tokens.
         Returns a (N,) tensor (and its standard errors if asked)."""
-        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
-        answers = [answer] if isinstance(answer, str) else list(answer)
-        if len(prompts) != len(answers):
-            raise ValueError(f"got {len(prompts)} prompts but {len(answers)} answers")
-        pairs = []
-        for prompt_text, answer_text in zip(prompts, answers, strict=True):
-            prompt_ids, answer_ids = self.codec.encode(prompt_text), self.codec.encode(answer_text)
-            if not answer_ids:
-                raise ValueError(f"answer {answer_text!r} has no tokens")
-            width, limit = len(prompt_ids) + len(answer_ids), self.context_length
-            if limit is not None and width > limit:
-                raise ValueError(
-                    f"prompt + answer has {width} tokens, more than the context {limit}"
-                )
-            pairs.append((self._ids(prompt_ids), self._ids(answer_ids)))
+        pairs = [
+            (self._ids(prompt_ids), self._ids(answer_ids))
+            for prompt_ids, answer_ids in self.codec.answer_pairs(prompt, answer)
+        ]
         generator = torch.Generator(device=self.device).manual_seed(seed)
         was_training = self.training
         self.eval()
