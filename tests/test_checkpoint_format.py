@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from llada import DiffusionLM
-from llada.checkpoint import FORMAT
+from llada.checkpoint_format import FORMAT
 from llada.diffusion.mdm import MaskedDiffusion
 from llada.diffusion.next_token import NextToken
 

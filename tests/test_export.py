@@ -257,7 +257,7 @@ def test_causal_backbone_exports_to_causal_lm(tmp_path: Path) -> None:
     """The autoregressive baseline (causal=true) becomes an AutoModelForCausalLM."""
     overrides = [
         *TINY_RUN,
-        "+model.causal=true",
+        "model=ar_tiny",
         "trainer.max_steps=2",
         f"run_dir={tmp_path / 'run'}",
     ]

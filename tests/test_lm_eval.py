@@ -151,9 +151,9 @@ def test_loglikelihood_is_our_estimator_and_is_greedy_our_sampler(ckpts: dict[st
         )
         context = [*lm.model.prefix_ids, *lm._encode("The class")]
         answer = out.tokens[0].tolist()
-        assert lm.scorer.score(context, answer)[1], kind
+        assert lm.model.score_ids(context, answer, **lm.scoring)[1], kind
         wrong = [*answer[:-1], (answer[-1] + 1) % len(lm.tokenizer)]
-        assert not lm.scorer.score(context, wrong)[1], kind
+        assert not lm.model.score_ids(context, wrong, **lm.scoring)[1], kind
 
 
 @pytest.mark.slow

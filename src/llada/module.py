@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from torchmetrics import MeanMetric
 from transformers import PreTrainedTokenizerBase
 
-from llada import checkpoint as ckpt_format
+from llada import checkpoint_format
 from llada.data.tokenizer import eos_id
 from llada.diffusion.likelihood import elbo_bucket_index
 from llada.diffusion.mdm import MaskedDiffusion
@@ -29,7 +29,7 @@ from llada.generation import Generation, GenerationSettings, TextCodec, generate
 from llada.models.backbone import require_backbone
 from llada.validation_metric import ValidationNLL
 
-CHECKPOINT_KEY = ckpt_format.SECTION
+CHECKPOINT_KEY = checkpoint_format.SECTION
 
 
 class DiffusionLM(L.LightningModule):
@@ -322,7 +322,7 @@ class DiffusionLM(L.LightningModule):
 
     # ----------------------------------------------------------- checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint[CHECKPOINT_KEY] = ckpt_format.section(self)
+        checkpoint[CHECKPOINT_KEY] = checkpoint_format.section(self)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         meta = checkpoint.get(CHECKPOINT_KEY, {})
@@ -342,8 +342,8 @@ class DiffusionLM(L.LightningModule):
 
         With `use_ema` (default) the averaged weights are loaded when the run kept an EMA.
         """
-        checkpoint, meta = ckpt_format.read(checkpoint_path, map_location)
-        model = cls(**ckpt_format.build_parts(meta), **kwargs)
+        checkpoint, meta = checkpoint_format.read(checkpoint_path, map_location)
+        model = cls(**checkpoint_format.build_parts(meta), **kwargs)
         model.load_state_dict(checkpoint["state_dict"])
         model.data_config = meta.get("data")
         model._tokens_seen.fill_(int(meta.get("tokens_seen", 0)))
