@@ -72,7 +72,7 @@ def test_no_import_circles() -> None:
 
     def visit(node: str, stack: list[str]) -> None:
         if node in stack:
-            cycle = stack[stack.index(node) :] + [node]
+            cycle = [*stack[stack.index(node) :], node]
             raise AssertionError("import circle: " + " -> ".join(cycle))
         if node in done:
             return
