@@ -289,12 +289,11 @@ class DiffusionLM(L.LightningModule):
             (self._ids(prompt_ids), self._ids(answer_ids))
             for prompt_ids, answer_ids in self.codec.answer_pairs(prompt, answer)
         ]
-        generator = torch.Generator(device=self.device).manual_seed(seed)
         was_training = self.training
         self.eval()
         try:
             values, errors = self.objective.log_likelihood(
-                self, pairs, mc_samples=mc_samples, batch_size=batch_size, generator=generator
+                self, pairs, mc_samples=mc_samples, batch_size=batch_size, seed=seed
             )
         finally:
             self.train(was_training)

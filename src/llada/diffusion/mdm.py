@@ -143,9 +143,14 @@ class MaskedDiffusion(Objective):
         *,
         mc_samples: int,
         batch_size: int,
-        generator: torch.Generator | None,
+        seed: int,
     ) -> tuple[Tensor, Tensor]:
-        """LLaDA eq. 6 lower bound per pair (stratified l; exact for one-token answers)."""
+        """LLaDA eq. 6 lower bound per pair (stratified l; exact for one-token answers).
+
+        Every pair draws from a generator seeded with `seed`: the choices of one question share
+        their draws (their comparison has less noise than their values), and a pair's value is
+        the same alone or in a batch.
+        """
         estimates = [
             conditional_log_likelihood(
                 backbone,
@@ -154,7 +159,7 @@ class MaskedDiffusion(Objective):
                 self.mask_id,
                 mc_samples=mc_samples,
                 batch_size=batch_size,
-                generator=generator,
+                generator=torch.Generator(answer_ids.device).manual_seed(seed),
             )
             for prompt_ids, answer_ids in pairs
         ]
@@ -178,15 +183,17 @@ class MaskedDiffusion(Objective):
         decoding in one step); `decode`: the greedy sampler, one token per step, low-confidence
         order; `none`: False without a forward pass.
         """
-        values, _ = self.log_likelihood(
+        values, _ = conditional_log_likelihood(
             backbone,
-            [(context, answer)],
+            context,
+            answer,
+            self.mask_id,
             mc_samples=mc_samples,
             batch_size=batch_size,
             generator=generator,
         )
         if greedy_check == "none":
-            return float(values[0]), False
+            return float(values), False
         masks = torch.full_like(answer, self.mask_id)  # (T,)
         canvas = torch.cat([context, masks])[None]  # (1, P + T)
         if greedy_check == "one_pass":
@@ -201,7 +208,7 @@ class MaskedDiffusion(Objective):
                 gen_start=context.numel(),
             )
             filled = result.tokens[0, -answer.numel() :]  # (T,)
-        return float(values[0]), bool(torch.equal(filled, answer))
+        return float(values), bool(torch.equal(filled, answer))
 
     # --------------------------------------------------------------- decoding
     def decode(self, logits_fn: LogitsFn, canvas: Tensor, **options: Any) -> GenerationResult:

@@ -103,9 +103,12 @@ class NextToken(Objective):
         *,
         mc_samples: int = 1,
         batch_size: int = 32,
-        generator: torch.Generator | None = None,
+        seed: int = 0,
     ) -> tuple[Tensor, Tensor]:
-        """Exact log p(answer | prompt) by the chain rule, `batch_size` pairs per pass; stderr 0."""
+        """Exact log p(answer | prompt) by the chain rule, `batch_size` pairs per pass; stderr 0.
+
+        Nothing is drawn: `mc_samples` and `seed` are unused.
+        """
         values = [
             self._batch_log_likelihood(backbone, pairs[first : first + batch_size])
             for first in range(0, len(pairs), batch_size)

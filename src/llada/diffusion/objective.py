@@ -123,11 +123,12 @@ class Objective(ABC):
         *,
         mc_samples: int,
         batch_size: int,
-        generator: torch.Generator | None,
+        seed: int,
     ) -> tuple[Tensor, Tensor]:
         """log p(answer | prompt) (or its bound) per (prompt_ids (P,), answer_ids (T,)) pair.
 
-        Returns (values (N,), standard errors (N,)).
+        Returns (values (N,), standard errors (N,)). A pair's value does not depend on the other
+        pairs (Monte-Carlo estimates draw from `seed` afresh for each pair).
         """
 
     @abstractmethod

@@ -189,7 +189,15 @@ def generate(
     )
     canvas = canvas.clone()
     positions = torch.arange(length, device=canvas.device)  # (L,)
-    generated = (canvas == mask_id) & (positions >= gen_start)  # (B, L) what this call fills
+    # Padding is never filled, even when the tokenizer has no pad token and pads with the mask id.
+    visible = (
+        torch.ones_like(canvas, dtype=torch.bool)
+        if attention_mask is None
+        else attention_mask.bool()
+    )
+    generated = (
+        (canvas == mask_id) & (positions >= gen_start) & visible
+    )  # (B, L) what this call fills
     if cfg_scale > 0 and prompt_mask is None:
         prompt_mask = canvas != mask_id  # (B, L) everything given is conditioning (LLaDA)
     commit_score = torch.full(canvas.shape, float("nan"), device=canvas.device)  # (B, L)
@@ -202,11 +210,11 @@ def generate(
             begin_block(start)
             logits = None  # the cache refreshes at the block's first pass
         in_block = (positions >= start) & (positions < end)  # (L,)
-        schedule = step_plan(((canvas == mask_id) & in_block).sum(dim=1), block_steps)  # (B, S_b)
+        schedule = step_plan(((canvas == mask_id) & in_block & visible).sum(dim=1), block_steps)
         carry = torch.zeros(canvas.shape[0], dtype=torch.long, device=canvas.device)  # (B,)
         step = 0
         while True:
-            eligible = (canvas == mask_id) & in_block  # (B, L)
+            eligible = (canvas == mask_id) & in_block & visible  # (B, L)
             if not eligible.any():
                 break  # block full: further passes could commit nothing
             if logits is None:
