@@ -23,7 +23,7 @@ from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokeniz
 from conftest import CONF_DIR, TINY_RUN, run_cli
 from llada import DiffusionLM
 from llada.export import export
-from llada.models.hf import load_tokenizer
+from llada.hub import load_tokenizer
 from llada.models.hf_native import (
     LladaNativeForCausalLM,
     LladaNativeForMaskedLM,

@@ -20,17 +20,16 @@ from typing import Any
 
 import hydra
 import lightning as L
-import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from llada.atomic import atomic_write
+from llada.cli import CONF_DIR, default_device, require_ckpt
 from llada.errors import fail_cleanly
 from llada.generation import Generation, GenerationSettings
 from llada.metrics import Judge, distinct_n, judge_perplexity, load_judge, unigram_entropy
 from llada.module import DiffusionLM
 
-CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 SYNTHETIC_CORPUS = "llada.data.synthetic.synthetic_documents"
 # Settings-independent metrics of one checkpoint, kept across the jobs of a multirun.
 _MODEL_METRICS: dict[str, dict[str, Any]] = {}
@@ -207,9 +206,8 @@ def summary(result: dict[str, Any]) -> str:
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Run every metric for `cfg.ckpt` under the config's sampler setting; writes eval.json."""
-    if not cfg.get("ckpt"):
-        raise ValueError("no checkpoint given; pass ckpt=<path to a .ckpt written by llada.train>")
-    device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    require_ckpt(cfg.get("ckpt"))
+    device = default_device(cfg.device)
     accelerator = "cpu" if str(device).startswith("cpu") else "gpu"
     model = DiffusionLM.load_from_checkpoint(
         cfg.ckpt, map_location=device, val_mc_samples=int(cfg.val_mc_samples),

@@ -26,6 +26,7 @@ import torch
 from omegaconf import DictConfig
 from transformers import PreTrainedModel
 
+from llada.cli import CONF_DIR, require_ckpt
 from llada.data.tokenizer import eos_id
 from llada.ema import EMA_KEY
 from llada.errors import fail_cleanly
@@ -35,7 +36,6 @@ from llada.models.hf_native import LladaNativePreTrainedModel
 from llada.models.native import NativeTransformer
 from llada.module import CHECKPOINT_KEY, DiffusionLM
 
-CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 REMOTE_MODULE = "modeling_llada_native"  # the wrapper's copy in an export (auto_map points here)
 REMOTE_BACKBONE = "native_transformer"  # native.py's copy, imported relatively by the wrapper
 NATIVE_IMPORT = "from llada.models.native import"
@@ -184,8 +184,7 @@ def publish(staging: Path, out: Path) -> None:
 
 def export(cfg: DictConfig) -> Path:
     """Export `cfg.ckpt` into the new directory `cfg.out`; returns its path."""
-    if not cfg.get("ckpt"):
-        raise ValueError("no checkpoint given; pass ckpt=<path to a .ckpt written by llada.train>")
+    require_ckpt(cfg.get("ckpt"))
     if not cfg.get("out"):
         raise ValueError("no output directory given; pass out=<directory to create>")
     if cfg.dtype is not None and cfg.dtype not in DTYPES:

@@ -9,19 +9,16 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 import hydra
-import torch
 from omegaconf import DictConfig, OmegaConf
 
+from llada.cli import CONF_DIR, default_device, require_ckpt
 from llada.config_schema import check_generate_config
 from llada.errors import fail_cleanly
 from llada.generation import MASK_SLOT, Generation, GenerationSettings
 from llada.module import DiffusionLM
-
-CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 
 
 def is_template(prompt: str | list[str] | None) -> bool:
@@ -45,9 +42,8 @@ def show_trajectory(model: DiffusionLM, out: Generation, start: int, cfg: DictCo
 def run_generation(cfg: DictConfig) -> list[dict[str, Any]]:
     """Load `cfg.ckpt`, sample (or infill), print each text; returns one record per sample."""
     check_generate_config(cfg)
-    if not cfg.get("ckpt"):
-        raise ValueError("no checkpoint given; pass ckpt=<path to a .ckpt written by llada.train>")
-    device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    require_ckpt(cfg.get("ckpt"))
+    device = default_device(cfg.device)
     model = DiffusionLM.load_from_checkpoint(cfg.ckpt, map_location=device)
     settings = GenerationSettings.group_values(cfg.get("sampler"), cfg.get("remasking"))
     prompt = OmegaConf.to_container(cfg.prompt) if OmegaConf.is_list(cfg.prompt) else cfg.prompt

@@ -44,6 +44,7 @@ except ImportError as error:  # pragma: no cover - depends on the environment
         "(or pip install 'lm_eval>=0.4')"
     ) from error
 
+from llada.cli import default_device
 from llada.diffusion.objective import GREEDY_CHECKS
 from llada.errors import fail_cleanly
 from llada.module import DiffusionLM
@@ -183,9 +184,10 @@ class LladaLM(LM):
 def pick_device(requested: str | None) -> str:
     """The device asked for, unless it is CUDA on a machine without: lm_eval's CLI asks for
     "cuda" by default, and its own HF model falls back to the CPU then, as this does."""
-    if requested and (not requested.startswith("cuda") or torch.cuda.is_available()):
-        return requested
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    cuda_missing = (
+        bool(requested) and requested.startswith("cuda") and not torch.cuda.is_available()
+    )
+    return default_device(None if cuda_missing else requested)
 
 
 def cut_at(text: str, until: list[str]) -> str:

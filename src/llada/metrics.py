@@ -102,7 +102,7 @@ class HFJudge:
     def __init__(self, name_or_path: str, device: str = "cpu", batch_size: int = 32) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from llada.models.hf import resolve_pretrained
+        from llada.hub import resolve_pretrained
 
         self.tokenizer = resolve_pretrained(AutoTokenizer, name_or_path)
         self.model = resolve_pretrained(AutoModelForCausalLM, name_or_path).to(device).eval()

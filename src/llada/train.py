@@ -17,12 +17,11 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from llada.cli import CONF_DIR
 from llada.config_schema import check_train_config
 from llada.errors import fail_cleanly
 from llada.generation import GenerationSettings
 from llada.module import DiffusionLM
-
-CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 
 # The CSV logger shares the run directory with Hydra's files on purpose (metrics.csv at the top).
 warnings.filterwarnings("ignore", message=r"Experiment logs directory .* exists and is not empty")
@@ -131,7 +130,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     tokenizer_source = pretrained_tokenizer_source(cfg.model)
     pretrained_tokenizer = None
     if tokenizer_source:
-        from llada.models.hf import load_tokenizer
+        from llada.hub import load_tokenizer
 
         pretrained_tokenizer = load_tokenizer(tokenizer_source)
     tokenizer = datamodule.prepare_tokenizer(pretrained_tokenizer)

@@ -193,7 +193,7 @@ class TextDataModule(TokenizedData, lightning.LightningDataModule):
             self.tokenizer = tokenizer
             self.train_dataset = self.val_dataset = None
         elif self.tokenizer is None and self.pretrained_tokenizer:
-            from llada.models.hf import load_tokenizer
+            from llada.hub import load_tokenizer
 
             return self.prepare_tokenizer(load_tokenizer(self.pretrained_tokenizer))
         elif self.tokenizer is None:

@@ -6,53 +6,22 @@ are resolved from the local cache first and fail fast with one clear line when t
 
 from __future__ import annotations
 
-import os
-import socket
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import torch
 from torch import Tensor, nn
 from transformers import (
     AutoConfig,
     AutoModelForMaskedLM,
-    AutoTokenizer,
     DistilBertConfig,
     DistilBertForMaskedLM,
     PreTrainedModel,
-    PreTrainedTokenizerBase,
 )
+
+from llada.hub import resolve_pretrained
 
 # Registers the native backbone's HF classes: `model=hf model.name_or_path=<llada.export dir>`.
 from llada.models import hf_native  # noqa: F401
-
-
-def _hub_reachable(timeout: float = 3.0) -> bool:
-    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0", "false", "False"):
-        return False
-    endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
-    try:
-        with socket.create_connection((endpoint.hostname or "huggingface.co", 443), timeout):
-            return True
-    except OSError:
-        return False
-
-
-def resolve_pretrained(loader: Any, name_or_path: str, **kwargs: Any) -> Any:
-    """`loader.from_pretrained` that tries the local directory / HF cache before the network."""
-    if Path(name_or_path).expanduser().is_dir():
-        return loader.from_pretrained(str(Path(name_or_path).expanduser()), **kwargs)
-    try:
-        return loader.from_pretrained(name_or_path, local_files_only=True, **kwargs)
-    except OSError:
-        if not _hub_reachable():
-            raise OSError(
-                f"cannot load '{name_or_path}': it is not a local directory, not in the HF cache, "
-                "and the Hugging Face hub is unreachable (offline); pass a local directory written "
-                "by save_pretrained()"
-            ) from None
-    return loader.from_pretrained(name_or_path, **kwargs)
 
 
 class HFMaskedLM(nn.Module):
@@ -141,7 +110,3 @@ def masked_lm(
     config = resolve_pretrained(AutoConfig, name_or_path, trust_remote_code=trust_remote_code)
     config.vocab_size = vocab_size
     return HFMaskedLM(AutoModelForMaskedLM.from_config(config, trust_remote_code=trust_remote_code))
-
-
-def load_tokenizer(name_or_path: str, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
-    return resolve_pretrained(AutoTokenizer, name_or_path, trust_remote_code=trust_remote_code)
