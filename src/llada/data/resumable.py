@@ -21,7 +21,9 @@ class ResumableShuffleSampler(Sampler[int]):
         self.epoch, self.start_index = epoch, start_index
 
     def __len__(self) -> int:
-        return self.length - self.start_index
+        """A whole epoch, also while the first one starts late: Lightning reads the length once
+        and uses it for every epoch (a shorter one would end every later epoch early)."""
+        return self.length
 
     def __iter__(self) -> Iterator[int]:
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
