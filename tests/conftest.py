@@ -5,10 +5,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
 
 OFFLINE_ENV = {
     "HF_HUB_OFFLINE": "1",
@@ -43,6 +47,21 @@ TINY_RUN = [
     "callbacks.samples.prompts=[]",
     "optim.scheduler.warmup_steps=2",
 ]
+
+
+@contextmanager
+def hydra_context() -> Iterator[None]:
+    """Hydra initialized on the repository's conf/, for code that needs Hydra's global state."""
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        yield
+
+
+def compose_config(
+    name: str = "train", overrides: Sequence[str] = (), *, return_hydra_config: bool = False
+) -> DictConfig:
+    """The config `name` composed from conf/ with `overrides`, as the CLI composes it (no run)."""
+    with hydra_context():
+        return compose(name, overrides=list(overrides), return_hydra_config=return_hydra_config)
 
 
 @pytest.fixture(scope="session", autouse=True)

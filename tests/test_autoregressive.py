@@ -9,9 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from hydra import compose, initialize_config_dir
 
-from conftest import CONF_DIR, TINY_RUN
+from conftest import TINY_RUN, compose_config
 from llada.data.tokenizer import train_tokenizer
 from llada.diffusion.next_token import NextToken
 from llada.models.native import NativeTransformer
@@ -120,8 +119,7 @@ def test_guidance_is_refused(ar_model: DiffusionLM) -> None:
 
 @pytest.mark.slow
 def test_ar_tiny_trains_with_exact_perplexity_and_reloads(tmp_path: Path) -> None:
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose("train", overrides=[*TINY_RUN, "model=ar_tiny", f"run_dir={tmp_path}"])
+    cfg = compose_config("train", overrides=[*TINY_RUN, "model=ar_tiny", f"run_dir={tmp_path}"])
     result = train(cfg)
     model, trainer = result["model"], result["trainer"]
     assert isinstance(model.objective, NextToken)

@@ -6,14 +6,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import ConfigCompositionException, MissingConfigException
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 from transformers import BertConfig, BertForMaskedLM
 
-from conftest import CONF_DIR
+from conftest import CONF_DIR, compose_config
 from llada.diffusion.remasking import make_remasking
 from llada.diffusion.schedules import MaskingSchedule
 from llada.diffusion.token_choice import make_token_chooser
@@ -48,8 +47,7 @@ def bert_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 def compose_train(overrides: list[str]) -> DictConfig:
     """Compose like the CLI does, with the `hydra:` resolver available (logger names use it)."""
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose("train", overrides=overrides, return_hydra_config=True)
+    cfg = compose_config("train", overrides=overrides, return_hydra_config=True)
     HydraConfig.instance().set_config(cfg)
     return cfg
 

@@ -5,17 +5,15 @@ from __future__ import annotations
 
 import inspect
 import re
-from collections.abc import Iterator
 from dataclasses import fields
 from pathlib import Path
 
 import lightning
 import pytest
-from hydra import compose, initialize_config_dir
 from hydra.utils import get_object
 from omegaconf import DictConfig, OmegaConf
 
-from conftest import CONF_DIR
+from conftest import CONF_DIR, compose_config
 from llada.config_schema import (
     REMASKING_OPTIONS,
     TRAIN_GROUPS,
@@ -43,18 +41,12 @@ GROUP_OPTIONS = [
 ]  # fmt: skip
 
 
-@pytest.fixture(scope="module", autouse=True)
-def hydra_conf() -> Iterator[None]:
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        yield
-
-
 def train_cfg(*overrides: str) -> DictConfig:
-    return compose("train", overrides=list(overrides))
+    return compose_config("train", overrides)
 
 
 def generate_cfg(*overrides: str) -> DictConfig:
-    return compose("generate", overrides=list(overrides))
+    return compose_config("generate", overrides)
 
 
 @pytest.mark.parametrize(
@@ -345,6 +337,6 @@ def test_declared_module_trainer_and_targets_exist() -> None:
 @pytest.mark.parametrize("path", ["sampler/multinomial.yaml", "sampler/greedy.yaml", "eval.yaml"])
 def test_config_files_name_exactly_the_generation_keys(path: str) -> None:
     """conf/ spells the sampler keys (Hydra needs them to accept overrides) but src/ owns them."""
-    cfg = compose(path.removesuffix(".yaml")) if "/" not in path else None
+    cfg = compose_config(path.removesuffix(".yaml")) if "/" not in path else None
     node = cfg.sampler if cfg is not None else train_cfg(f"sampler={Path(path).stem}").sampler
     assert set(node) == {"name", *GenerationSettings.sampler_keys()}

@@ -11,10 +11,9 @@ import datasets
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from conftest import CONF_DIR
+from conftest import compose_config
 from llada.data import TextDataModule
 from llada.data.sources import READERS, hub_dataset, local_files
 
@@ -38,8 +37,7 @@ def saved_dataset(tmp_path: Path) -> Path:
 
 
 def compose_data(overrides: list[str]):
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose("train", overrides=["run_dir=/tmp/x", *overrides])
+    return compose_config("train", overrides=["run_dir=/tmp/x", *overrides])
 
 
 # ----------------------------------------------------------------------------- local files

@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 
-from conftest import CONF_DIR, REPO, TINY_RUN, run_cli
+from conftest import REPO, TINY_RUN, compose_config, run_cli
 from llada import DiffusionLM
 from llada.train import train
 
@@ -19,8 +18,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
     run_dir = tmp_path_factory.mktemp("run")
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose("train", overrides=[*TINY_RUN, f"run_dir={run_dir}"])
+    cfg = compose_config("train", overrides=[*TINY_RUN, f"run_dir={run_dir}"])
     return train(cfg)
 
 
@@ -98,14 +96,13 @@ def test_train_cli_multirun_runs_two_jobs(tmp_path: Path) -> None:
 
 
 def test_distilbert_backbone_trains(tmp_path: Path) -> None:
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose(
-            "train",
-            overrides=[
-                *TINY_RUN, "model=distilbert", "sampler=multinomial", "model.dim=32",
-                "model.hidden_dim=64", "trainer.max_steps=3", f"run_dir={tmp_path}",
-            ],
-        )  # fmt: skip
+    cfg = compose_config(
+        "train",
+        overrides=[
+            *TINY_RUN, "model=distilbert", "sampler=multinomial", "model.dim=32",
+            "model.hidden_dim=64", "trainer.max_steps=3", f"run_dir={tmp_path}",
+        ],
+    )  # fmt: skip
     result = train(cfg)
     model = DiffusionLM.load_from_checkpoint(tmp_path / "checkpoints" / "last.ckpt")
     assert type(model.backbone).__name__ == "HFMaskedLM"
@@ -156,14 +153,13 @@ def test_distilbert_pretrained_from_local_directory(tmp_path: Path) -> None:
     config = DistilBertConfig(vocab_size=len(vocab), dim=48, n_layers=1, n_heads=2, hidden_dim=96)
     DistilBertForMaskedLM(config).save_pretrained(pretrained)
 
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose(
-            "train",
-            overrides=[
-                *TINY_RUN, "model=distilbert", f"model.pretrained={pretrained}",
-                "trainer.max_steps=2", f"run_dir={tmp_path / 'run'}",
-            ],
-        )  # fmt: skip
+    cfg = compose_config(
+        "train",
+        overrides=[
+            *TINY_RUN, "model=distilbert", f"model.pretrained={pretrained}",
+            "trainer.max_steps=2", f"run_dir={tmp_path / 'run'}",
+        ],
+    )  # fmt: skip
     train(cfg)
     model = DiffusionLM.load_from_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")
     assert model.backbone.model.config.dim == 48  # the pretrained shape, not conf/model's

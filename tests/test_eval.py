@@ -10,10 +10,9 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
-from conftest import CONF_DIR, REPO, TINY_RUN, run_cli
+from conftest import REPO, TINY_RUN, compose_config, run_cli
 from llada.eval import data_config, evaluate
 from llada.generation import GenerationSettings
 from llada.metrics import HFJudge, distinct_n, judge_perplexity, load_judge, unigram_entropy
@@ -124,8 +123,7 @@ def test_load_judge_fails_with_one_line(tmp_path: Path) -> None:
 
 
 def _eval_cfg(*overrides: str) -> OmegaConf:
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose("eval", overrides=list(overrides))
+    return compose_config("eval", overrides=overrides)
 
 
 def test_unset_sampler_keys_keep_the_checkpoint_settings() -> None:
@@ -155,8 +153,7 @@ def test_missing_data_config_asks_for_data() -> None:
 
 
 def _train(run_dir: Path, *overrides: str) -> dict:
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose("train", overrides=[*TINY_RUN, *overrides, f"run_dir={run_dir}"])
+    cfg = compose_config("train", overrides=[*TINY_RUN, *overrides, f"run_dir={run_dir}"])
     result = train(cfg)
     result["ckpt"] = run_dir / "checkpoints" / "last.ckpt"
     return result

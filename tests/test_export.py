@@ -15,12 +15,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
 
-from conftest import CONF_DIR, TINY_RUN, run_cli
+from conftest import TINY_RUN, compose_config, run_cli
 from llada import DiffusionLM
 from llada.export import export
 from llada.hub import load_tokenizer
@@ -44,8 +43,7 @@ HF_TINY_RUN = [o for o in TINY_RUN if not o.startswith("model.")]
 
 
 def compose_cfg(config: str, overrides: list[str]) -> DictConfig:
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose(config, overrides=overrides)
+    return compose_config(config, overrides=overrides)
 
 
 def probe(vocab_size: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -22,10 +22,9 @@ import datasets
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from tokenizers import Tokenizer
 
-from conftest import CONF_DIR, REPO, TINY_RUN
+from conftest import REPO, TINY_RUN, compose_config
 from llada.atomic import (
     HOST,
     STALE_CANDIDATE,
@@ -184,8 +183,7 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     it takes most of the writer's time, so most kills land mid-write."""
     run_dir = tmp_path_factory.mktemp("run")
     overrides = [*TINY_RUN, "model.dim=192", "model.n_layers=4", "model.n_heads=4"]
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose("train", overrides=[*overrides, f"run_dir={run_dir}"])
+    cfg = compose_config("train", overrides=[*overrides, f"run_dir={run_dir}"])
     train(cfg)
     return run_dir / "checkpoints" / "last.ckpt"
 

@@ -10,9 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 
-from conftest import CONF_DIR, REPO, TINY_RUN
+from conftest import REPO, TINY_RUN, compose_config
 
 lm_eval = pytest.importorskip("lm_eval")
 from lm_eval.api.instance import Instance  # noqa: E402
@@ -92,8 +91,7 @@ def run_task(ckpt: Path, directory: Path, names: list[str], **model_args: object
 
 
 def _train(run_dir: Path, *overrides: str) -> Path:
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose("train", overrides=[*TINY_RUN, *overrides, f"run_dir={run_dir}"])
+    cfg = compose_config("train", overrides=[*TINY_RUN, *overrides, f"run_dir={run_dir}"])
     train(cfg)
     return run_dir / "checkpoints" / "last.ckpt"
 
@@ -220,8 +218,7 @@ def test_cli_bad_checkpoint_fails_with_one_line(
 @pytest.mark.slow
 def test_trained_reversal_facts_score_above_chance(tmp_path: Path) -> None:
     """Forward facts the model was trained on, as 4-way multiple choice over people's names."""
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose("train", overrides=[*REVERSAL_RUN, f"run_dir={tmp_path / 'run'}"])
+    cfg = compose_config("train", overrides=[*REVERSAL_RUN, f"run_dir={tmp_path / 'run'}"])
     train(cfg)
     queries = reversal(n_entities=40, both_fraction=0.0).queries["forward"]
     names = [answer for _, answer in queries]

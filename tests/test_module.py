@@ -6,9 +6,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 
-from conftest import CONF_DIR, TINY_RUN
+from conftest import TINY_RUN, compose_config
 from llada.data.tokenizer import train_tokenizer
 from llada.diffusion.schedules import LinearSchedule
 from llada.diffusion.sft import sft_loss
@@ -49,17 +48,16 @@ def test_trained_model_ranks_true_continuation_above_shuffled(tmp_path: Path) ->
     """Train on "the <animal> sat on the <place> ." facts; the learned order must score higher."""
     lines = [f"the {a} sat on the {p} ." for a in ANIMALS for p in PLACES]
     (tmp_path / "facts.txt").write_text("\n\n".join(lines * 8))
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose(
-            "train",
-            overrides=[
-                *TINY_RUN, "data=text_files", f"data.path={tmp_path / 'facts.txt'}",
-                "data.vocab_size=64", "data.block_size=16", "data.val_fraction=0.1",
-                "model.dim=64", "model.n_layers=2", "trainer.max_steps=150",
-                "trainer.val_check_interval=150", "optim.optimizer.lr=3e-3",
-                f"run_dir={tmp_path / 'run'}",
-            ],
-        )  # fmt: skip
+    cfg = compose_config(
+        "train",
+        overrides=[
+            *TINY_RUN, "data=text_files", f"data.path={tmp_path / 'facts.txt'}",
+            "data.vocab_size=64", "data.block_size=16", "data.val_fraction=0.1",
+            "model.dim=64", "model.n_layers=2", "trainer.max_steps=150",
+            "trainer.val_check_interval=150", "optim.optimizer.lr=3e-3",
+            f"run_dir={tmp_path / 'run'}",
+        ],
+    )  # fmt: skip
     model = train(cfg)["model"].eval()
     true = model.log_likelihood(["the cat"] * 3, ["sat on the mat ."] * 3, mc_samples=32, seed=0)
     shuffled = model.log_likelihood(

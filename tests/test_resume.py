@@ -14,14 +14,49 @@ from conftest import REPO, TINY_RUN
 
 pytestmark = pytest.mark.slow
 
-STEPS = [*TINY_RUN, "trainer.max_steps=12", "trainer.val_check_interval=5"]
+# A corpus of about 7 steps an epoch: the run is killed in epoch 0 and ends in epoch 2, so the
+# resumed run must get every later epoch's order and length right, not only the rest of epoch 0.
+STEPS = [*TINY_RUN, "trainer.max_steps=20", "trainer.val_check_interval=5", "data=text_files",
+         "data.vocab_size=64", "data.val_fraction=0.1"]  # fmt: skip
+WORDS = [
+    "the",
+    "cat",
+    "dog",
+    "sat",
+    "ran",
+    "on",
+    "a",
+    "mat",
+    "rug",
+    "log",
+    "box",
+    "bed",
+    "red",
+    "blue",
+    "big",
+    "small",
+    "fast",
+    "slow",
+    "and",
+    "then",
+]
+
+
+def small_corpus(path: Path) -> Path:
+    rows = [" ".join(WORDS[(7 * i + 3 * j) % len(WORDS)] for j in range(20 + i % 20)) + " ."
+            for i in range(90)]  # fmt: skip
+    path.write_text("\n\n".join(rows))
+    return path
 
 
 def run_train(run_dir: Path, *extra: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO / "tests")}
+    corpus = run_dir.parent / "corpus.txt"
+    if not corpus.exists():
+        small_corpus(corpus)
     return subprocess.run(
         [sys.executable, "-m", "llada.train", *STEPS, "callbacks.periodic.every_n_train_steps=4",
-         f"hydra.run.dir={run_dir}", *extra],
+         f"data.path={corpus}", f"hydra.run.dir={run_dir}", *extra],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
 
@@ -33,6 +68,8 @@ def final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
 def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path: Path) -> None:
     reference = run_train(tmp_path / "reference")
     assert reference.returncode == 0, reference.stderr[-2000:]
+    ending = torch.load(tmp_path / "reference" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ending["epoch"] >= 2  # several epochs after the one the crash happens in
 
     crashed = tmp_path / "crashed"
     killed = run_train(

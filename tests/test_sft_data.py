@@ -7,10 +7,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from conftest import CONF_DIR
+from conftest import compose_config
 from llada.data.sft import (
     DEFAULT_SFT_PATH,
     SFTDataModule,
@@ -185,8 +184,7 @@ def test_bad_records_fail_with_one_line(tmp_path: Path) -> None:
 
 
 def test_sft_jsonl_config_runs_on_the_shipped_example() -> None:
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose("train", overrides=["data=sft_jsonl", "run_dir=/tmp/x"])
+    cfg = compose_config("train", overrides=["data=sft_jsonl", "run_dir=/tmp/x"])
     datamodule = instantiate(cfg.data)
     assert isinstance(datamodule, SFTDataModule)
     assert datamodule.path == DEFAULT_SFT_PATH and Path(DEFAULT_SFT_PATH).is_file()

@@ -18,21 +18,19 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hydra import compose, initialize_config_dir
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from conftest import CONF_DIR, REPO, TINY_RUN
+from conftest import REPO, TINY_RUN, compose_config
 from llada.diffusion.remasking import make_remasking
 from llada.generation import GenerationSettings
 from llada.train import train
 
 
 def compose_train(*overrides: str) -> DictConfig:
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose("train", overrides=list(overrides), return_hydra_config=True)
+    return compose_config("train", overrides=overrides, return_hydra_config=True)
 
 
 def expand(experiment: str, *command_line: str) -> list[dict[str, str]]:
@@ -148,10 +146,9 @@ TINY_MODEL = [o for o in TINY_RUN if not o.startswith("trainer.")] + [
 
 
 def debug_run(tmp_path: Path, option: str, *overrides: str) -> dict:
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose(
-            "train", overrides=[*TINY_MODEL, f"debug={option}", f"run_dir={tmp_path}", *overrides]
-        )
+    cfg = compose_config(
+        "train", overrides=[*TINY_MODEL, f"debug={option}", f"run_dir={tmp_path}", *overrides]
+    )
     return train(cfg)
 
 

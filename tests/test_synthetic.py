@@ -5,10 +5,9 @@ from __future__ import annotations
 import re
 
 import pytest
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from conftest import CONF_DIR
+from conftest import compose_config
 from llada.data import TextDataModule
 from llada.data.synthetic import (
     BLANK,
@@ -37,8 +36,7 @@ def is_valid_grid(cells: list[int]) -> bool:
 
 
 def compose_data(overrides: list[str]):
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose("train", overrides=["run_dir=/tmp/x", *overrides])
+    return compose_config("train", overrides=["run_dir=/tmp/x", *overrides])
 
 
 # ----------------------------------------------------------------------------- reversal

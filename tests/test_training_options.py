@@ -6,11 +6,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import open_dict
 
-from conftest import CONF_DIR, TINY_RUN
+from conftest import TINY_RUN, compose_config
 from llada.ema import EMA_KEY
 from llada.module import DiffusionLM
 from llada.train import train
@@ -19,8 +18,7 @@ pytestmark = pytest.mark.slow
 
 
 def run(tmp_path: Path, *overrides: str) -> dict:
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose("train", overrides=[*TINY_RUN, f"run_dir={tmp_path}", *overrides])
+    cfg = compose_config("train", overrides=[*TINY_RUN, f"run_dir={tmp_path}", *overrides])
     return train(cfg)
 
 
@@ -56,12 +54,11 @@ def test_global_batch_size_sets_accumulation(tmp_path: Path) -> None:
 def test_wandb_offline_run_gets_samples_table_and_animation(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose(
-            "train",
-            overrides=[*TINY_RUN, f"run_dir={tmp_path}", "logger=wandb", "trainer.max_steps=2"],
-            return_hydra_config=True,
-        )
+    cfg = compose_config(
+        "train",
+        overrides=[*TINY_RUN, f"run_dir={tmp_path}", "logger=wandb", "trainer.max_steps=2"],
+        return_hydra_config=True,
+    )
     HydraConfig.instance().set_config(cfg)  # the wandb run name comes from hydra's job overrides
     with open_dict(cfg):
         del cfg.hydra  # as in a real run: the job's config does not carry hydra's own

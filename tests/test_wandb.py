@@ -21,12 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import open_dict
 from PIL import Image
 
-from conftest import CONF_DIR, REPO, TINY_RUN
+from conftest import REPO, TINY_RUN, compose_config
 from llada.train import train
 
 pytestmark = pytest.mark.slow
@@ -117,8 +116,7 @@ def offline_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
             patch.setenv(name, value)
         for name in WANDB_UNSET:
             patch.delenv(name, raising=False)
-        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-            cfg = compose("train", overrides=overrides, return_hydra_config=True)
+        cfg = compose_config("train", overrides=overrides, return_hydra_config=True)
         HydraConfig.instance().set_config(cfg)  # the run name comes from hydra's job overrides
         with open_dict(cfg):
             del cfg.hydra  # as in a real run: the job's config does not carry hydra's own
