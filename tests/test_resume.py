@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from conftest import REPO, TINY_RUN
+from llada.ema import EMA_KEY
 
 pytestmark = pytest.mark.slow
 
@@ -18,28 +19,8 @@ pytestmark = pytest.mark.slow
 # resumed run must get every later epoch's order and length right, not only the rest of epoch 0.
 STEPS = [*TINY_RUN, "trainer.max_steps=20", "trainer.val_check_interval=5", "data=text_files",
          "data.vocab_size=64", "data.val_fraction=0.1"]  # fmt: skip
-WORDS = [
-    "the",
-    "cat",
-    "dog",
-    "sat",
-    "ran",
-    "on",
-    "a",
-    "mat",
-    "rug",
-    "log",
-    "box",
-    "bed",
-    "red",
-    "blue",
-    "big",
-    "small",
-    "fast",
-    "slow",
-    "and",
-    "then",
-]
+WORDS = ["the", "cat", "dog", "sat", "ran", "on", "a", "mat", "rug", "log", "box", "bed", "red",
+         "blue", "big", "small", "fast", "slow", "and", "then"]  # fmt: skip
 
 
 def small_corpus(path: Path) -> Path:
@@ -62,26 +43,31 @@ def run_train(run_dir: Path, *extra: str) -> subprocess.CompletedProcess:
 
 
 def final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
-    return torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    """The weights and, when the run keeps one, the EMA of them."""
+    checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    ema = {f"ema/{name}": value for name, value in checkpoint.get(EMA_KEY, {}).items()}
+    return {**checkpoint["state_dict"], **ema}
 
 
-def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path: Path) -> None:
-    reference = run_train(tmp_path / "reference")
+@pytest.mark.parametrize("variant", [[], ["model=ar_tiny", "callbacks=ema"]], ids=["mdm", "ar+ema"])
+def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path: Path, variant: list[str]) -> None:
+    reference = run_train(tmp_path / "reference", *variant)
     assert reference.returncode == 0, reference.stderr[-2000:]
     ending = torch.load(tmp_path / "reference" / "checkpoints" / "last.ckpt", weights_only=True)
     assert ending["epoch"] >= 2  # several epochs after the one the crash happens in
 
     crashed = tmp_path / "crashed"
     killed = run_train(
-        crashed, "+callbacks.kill._target_=probes.KillAtStep", "+callbacks.kill.step=6"
+        crashed, *variant, "+callbacks.kill._target_=probes.KillAtStep", "+callbacks.kill.step=6"
     )
     assert killed.returncode == -9  # SIGKILL: no cleanup, no final checkpoint
     saved_step = torch.load(crashed / "checkpoints" / "last.ckpt", weights_only=True)["global_step"]
     assert saved_step == 4
 
-    resumed = run_train(crashed, "ckpt_path=last")
+    resumed = run_train(crashed, *variant, "ckpt_path=last")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     expected, actual = final_weights(tmp_path / "reference"), final_weights(crashed)
     assert expected.keys() == actual.keys()
+    assert any(name.startswith("ema/") for name in expected) == ("callbacks=ema" in variant)
     for name, tensor in expected.items():
         assert (tensor - actual[name]).abs().max().item() <= 1e-6, name
