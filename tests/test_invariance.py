@@ -11,6 +11,15 @@ from llada.models.native import NativeTransformer
 from llada.module import DiffusionLM
 
 TEXTS = ["the cat sat on the mat", "a dog lay on the rug", "the owl flew over the log"]
+# Eight prompts of mixed lengths: alone, in chunks of 3 and all together must agree.
+PROMPTS = ["the cat", "a dog lay on the rug", "the", "owl flew over", "the cat sat on the mat",
+           "a", "the log", "dog lay on the"]  # fmt: skip
+BATCH_SIZES = (1, 3, 8)
+
+
+def in_batches(run, items: list, size: int) -> list:
+    """run(chunk) for chunks of `size`, results concatenated row-wise."""
+    return [row for first in range(0, len(items), size) for row in run(items[first : first + size])]
 
 
 @pytest.fixture(scope="module", params=[False, True], ids=["mdm", "ar"])
@@ -39,17 +48,41 @@ def test_infill_alone_equals_infill_in_a_batch(unpadded_model: DiffusionLM) -> N
     assert bool((padding == unpadded_model.mask_id).all())
 
 
-def test_greedy_generation_alone_equals_generation_in_a_batch(unpadded_model: DiffusionLM) -> None:
-    alone = unpadded_model.generate_with_info("the cat", 6, sampler="greedy", steps=6)
-    batched = unpadded_model.generate_with_info(
-        ["a dog lay on the rug", "the cat"], 6, sampler="greedy", steps=6
-    )
-    assert torch.equal(batched.tokens[1], alone.tokens[0])
+@pytest.mark.parametrize("size", BATCH_SIZES)
+def test_greedy_generation_does_not_depend_on_the_batch(
+    unpadded_model: DiffusionLM, size: int
+) -> None:
+    def run(chunk: list[str]) -> list[list[int]]:
+        out = unpadded_model.generate_with_info(chunk, 6, sampler="greedy", steps=6)
+        return out.tokens.tolist()
+
+    alone = [run([prompt])[0] for prompt in PROMPTS]
+    assert in_batches(run, PROMPTS, size) == alone
 
 
-def test_log_likelihood_alone_equals_in_a_batch(unpadded_model: DiffusionLM) -> None:
-    prompts, answers = ["the cat", "a dog lay on the"], ["sat on", "rug"]
-    together = unpadded_model.log_likelihood(prompts, answers, mc_samples=16, seed=3)
-    alone = unpadded_model.log_likelihood(prompts[1], answers[1], mc_samples=16, seed=3)
-    # AR: one batch of right-padded rows; MDM: every pair draws afresh from the seed.
-    torch.testing.assert_close(together[1], alone[0], atol=1e-4, rtol=1e-5)
+@pytest.mark.parametrize("size", BATCH_SIZES)
+def test_infill_does_not_depend_on_the_batch(unpadded_model: DiffusionLM, size: int) -> None:
+    templates = [f"{prompt} [MASK]x2 the" for prompt in PROMPTS]
+
+    def run(chunk: list[str]) -> list[str]:
+        return unpadded_model.infill_with_info(chunk, sampler="greedy", steps=2).texts
+
+    assert in_batches(run, templates, size) == [run([t])[0] for t in templates]
+
+
+@pytest.mark.parametrize("size", BATCH_SIZES)
+def test_log_likelihood_does_not_depend_on_the_batch(
+    unpadded_model: DiffusionLM, size: int
+) -> None:
+    answers = ["sat on", "the mat", "rug", "the log", "owl", "cat sat", "flew", "mat"]
+
+    def run(pairs: list[tuple[str, str]]) -> list[float]:
+        prompts, texts = zip(*pairs, strict=True)
+        values = unpadded_model.log_likelihood(
+            list(prompts), list(texts), mc_samples=8, batch_size=size, seed=3
+        )
+        return values.tolist()
+
+    pairs = list(zip(PROMPTS, answers, strict=True))
+    batched, alone = in_batches(run, pairs, size), [run([pair])[0] for pair in pairs]
+    assert batched == pytest.approx(alone, rel=1e-5, abs=1e-5)
