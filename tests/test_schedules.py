@@ -156,3 +156,14 @@ def test_full_range_ignores_training_t_range() -> None:
     _, _, t_eval = noise_batch(ids, schedule, 1, full_range=True, generator=gen)
     assert bool(((t_train >= 0.5) & (t_train <= 0.6)).all())
     assert t_eval.min() < 0.1 and t_eval.max() > 0.9
+
+
+def test_results_are_labelled_by_what_the_bound_is() -> None:
+    """An ELBO schedule gives an ELBO perplexity; fixed-ratio masking (BERT) gives no bound."""
+    from llada.diffusion.next_token import NextToken
+    from llada.diffusion.schedules import FixedRatioSchedule
+
+    assert MaskedDiffusion(mask_id=0).perplexity_label() == "ELBO perplexity"
+    not_a_bound = MaskedDiffusion(mask_id=0, schedule=FixedRatioSchedule())
+    assert "no ELBO" in not_a_bound.perplexity_label()
+    assert NextToken(mask_id=0, eos_id=1).perplexity_label() == "perplexity (exact)"
