@@ -181,6 +181,27 @@ def test_generate_until_is_our_sampler_cut_at_until(ckpts: dict[str, Path]) -> N
 
 
 @pytest.mark.slow
+def test_results_do_not_depend_on_the_batch_size(ckpts: dict[str, Path]) -> None:
+    """generate_until and loglikelihood: the same for batch sizes 1, 3 and 8 (mixed lengths)."""
+    contexts = ["The class", "A", "The return statement is", "An object of the", "The", "It is",
+                "A function that returns", "The list"]  # fmt: skip
+    greedy = {"until": ["."], "max_gen_toks": 6}
+    pairs = [(context, " is used") for context in contexts]
+    for kind, ckpt in ckpts.items():
+        texts, scores = [], []
+        for size in (1, 3, 8):
+            lm = LladaLM(ckpt=str(ckpt), batch_size=size, mc_samples=8)
+            texts.append(
+                lm.generate_until(_requests("generate_until", [(c, greedy) for c in contexts]))
+            )
+            scores.append(
+                [value for value, _ in lm.loglikelihood(_requests("loglikelihood", pairs))]
+            )
+        assert texts[0] == texts[1] == texts[2], kind
+        assert scores[0] == pytest.approx(scores[1]) and scores[0] == pytest.approx(scores[2]), kind
+
+
+@pytest.mark.slow
 def test_cli_runs_lm_eval_with_the_registered_model(ckpts: dict[str, Path], tmp_path: Path) -> None:
     directory = write_task(tmp_path / "tasks", "llada_toy_mc", TOY_DOCS[:3])
     command = [sys.executable, "-m", "llada.lm_eval_adapter", "--model", "llada",
