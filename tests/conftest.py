@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,6 +28,8 @@ os.environ.update(OFFLINE_ENV)
 torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parents[1]
+# Where CLI runs that keep nothing put Hydra's files (its <job>.log), instead of the checkout.
+SCRATCH_RUN_DIR = f"hydra.run.dir={Path(tempfile.gettempdir()) / 'llada-test-scratch'}"
 CONF_DIR = str(REPO / "conf")
 
 # Overrides that make a full run take seconds: a 1-layer model, a small vocabulary, short blocks.

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, TINY_RUN
+from conftest import REPO, SCRATCH_RUN_DIR, TINY_RUN
 from test_end_to_end import run_cli
 
 pytestmark = pytest.mark.slow
@@ -209,7 +209,7 @@ def test_generate_rejects_bad_input(earlier_run: Path, tmp_path: Path) -> None:
         ([f"ckpt={ckpt}", "remasking=threshold", "remasking.threshold=null"], "remasking.threshold=null has the wrong type"),
         ([f"ckpt={ckpt}", "n_tokens=0"], "n_tokens=0 is out of range: allowed n_tokens >= 1 or null"),
     ]  # fmt: skip
-    argvs = [[*overrides, "hydra.run.dir=."] for overrides, _ in cases]
+    argvs = [[*overrides, SCRATCH_RUN_DIR] for overrides, _ in cases]
     results = run_cli_batch("llada.generate", argvs, tmp_path / "results.json")
     for (code, stderr), (_, expected) in zip(results, cases, strict=True):
         assert_one_line_error(code, stderr, expected)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import REPO, TINY_RUN, compose_config, run_cli
+from conftest import REPO, SCRATCH_RUN_DIR, TINY_RUN, compose_config, run_cli
 from llada import DiffusionLM
 from llada.train import train
 
@@ -64,14 +64,12 @@ def test_validation_elbo_is_reproducible(trained: dict) -> None:
 
 def test_generate_cli_and_missing_checkpoint(trained: dict) -> None:
     ckpt = trained["run_dir"] / "checkpoints" / "last.ckpt"
-    common = [f"ckpt={ckpt}", "sampler=greedy", "n_tokens=8", "sampler.steps=8", "hydra.run.dir=."]
+    common = [f"ckpt={ckpt}", "sampler=greedy", "n_tokens=8", "sampler.steps=8", SCRATCH_RUN_DIR]
     one = run_cli("llada.generate", *common, "prompt=the")
     two = run_cli("llada.generate", *common, "prompt=the")
     assert one.stdout.strip() and one.stdout == two.stdout
 
-    missing = run_cli(
-        "llada.generate", "ckpt=/nonexistent/last.ckpt", "hydra.run.dir=.", check=False
-    )
+    missing = run_cli("llada.generate", "ckpt=/nonexistent/last.ckpt", SCRATCH_RUN_DIR, check=False)
     assert missing.returncode != 0
     error_lines = [line for line in missing.stderr.splitlines() if line.strip()]
     assert error_lines == ["error: checkpoint not found: /nonexistent/last.ckpt "
@@ -218,13 +216,11 @@ def test_generate_cli_threshold_prints_text_and_nfe(trained: dict) -> None:
     ckpt = trained["run_dir"] / "checkpoints" / "last.ckpt"
     proc = run_cli(
         "llada.generate", f"ckpt={ckpt}", "prompt=the", "remasking=threshold", "n_tokens=8",
-        "hydra.run.dir=.",
+        SCRATCH_RUN_DIR,
     )  # fmt: skip
     assert proc.stdout.strip()
     assert "nfe=" in proc.stderr and "remasking=threshold" in proc.stderr
-    infill = run_cli(
-        "llada.generate", f"ckpt={ckpt}", "prompt='the [MASK]x3 of'", "hydra.run.dir=."
-    )
+    infill = run_cli("llada.generate", f"ckpt={ckpt}", "prompt='the [MASK]x3 of'", SCRATCH_RUN_DIR)
     assert infill.stdout.strip().startswith("the")
 
 
@@ -236,7 +232,7 @@ def test_generate_cli_writes_gif_and_html(trained: dict, tmp_path: Path) -> None
     run_cli(
         "llada.generate", f"ckpt={ckpt}", "prompt=the", "sampler=greedy", "n_tokens=8",
         "sampler.steps=8", "visualize=true", f"viz.gif={gif}", f"viz.html={html}",
-        "hydra.run.dir=.",
+        SCRATCH_RUN_DIR,
     )  # fmt: skip
     with Image.open(gif) as image:
         assert image.n_frames == 8

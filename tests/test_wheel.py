@@ -6,6 +6,7 @@ Also: users add config groups of their own without forking, through `hydra.searc
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -42,12 +43,35 @@ def test_user_config_group_through_the_searchpath(tmp_path: Path) -> None:
     assert "dim: 256" in out and "n_layers: 4" in out  # wide.yaml over tiny.yaml
 
 
+def build_inputs(root: Path) -> Path:
+    """A copy of what a build reads, so pip writes its build/ and egg-info there, not here."""
+    copy = root / "source"
+    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info")
+    for name in ("pyproject.toml", "setup.py", "MANIFEST.in", "README.md"):
+        (copy / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(REPO / name, copy / name)
+    for name in ("src", "conf"):
+        shutil.copytree(REPO / name, copy / name, ignore=ignore)
+    return copy
+
+
 @pytest.mark.slow
 def test_wheel_installs_and_trains_outside_the_checkout(tmp_path: Path) -> None:
     wheels, target, work = tmp_path / "wheels", tmp_path / "site", tmp_path / "work"
     work.mkdir()
     pip = ["-m", "pip", "--disable-pip-version-check", "-q"]
-    python([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(wheels), str(REPO)], REPO)
+    python(
+        [
+            *pip,
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(wheels),
+            str(build_inputs(tmp_path)),
+        ],
+        work,
+    )
     [wheel] = wheels.glob("llada-*.whl")
     python([*pip, "install", "--no-deps", "--target", str(target), str(wheel)], work)
     assert (target / "llada" / "conf" / "train.yaml").is_file()
