@@ -212,6 +212,27 @@ def test_eval_multirun_writes_one_json_per_setting(trained: dict, tmp_path: Path
 
 
 @pytest.mark.slow
+def test_eval_results_do_not_depend_on_the_batch_size(trained: dict, tmp_path: Path) -> None:
+    """Greedy samples of 8 prompts of mixed lengths: the same at batch sizes 1, 3 and 8."""
+    prompts = "[The class,A,The return statement is,An object of the,The,It is,A function,The list]"
+    for kind, run in trained.items():
+        results = [
+            evaluate(
+                _eval_cfg(
+                    f"ckpt={run['ckpt']}", "sampler=greedy", "sampler.n_tokens=8", "sampler.steps=8",
+                    f"prompt={prompts}", "num_samples=1",
+                    f"batch_size={size}", "val_batches=1", "task=false",
+                    f"run_dir={tmp_path / kind / str(size)}",
+                )
+            )
+            for size in (1, 3, 8)
+        ]  # fmt: skip
+        samples = [result["samples"] for result in results]
+        assert len(samples[0]) == 8 and samples[0] == samples[1] == samples[2], kind
+        assert len({result["metrics"]["val/ppl"] for result in results}) == 1, kind
+
+
+@pytest.mark.slow
 def test_eval_of_an_ar_checkpoint_reports_its_exact_training_perplexity(
     trained: dict, tmp_path: Path
 ) -> None:

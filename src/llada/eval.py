@@ -22,6 +22,8 @@ import hydra
 import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
+from rich.progress import Progress
 
 from llada.atomic import atomic_write
 from llada.cli import CONF_DIR, default_device, require_ckpt
@@ -59,7 +61,7 @@ def validation_metrics(
         precision=cfg.precision,
         logger=False,
         enable_checkpointing=False,
-        enable_progress_bar=False,
+        enable_progress_bar=sys.stderr.isatty(),  # a bar in a terminal, nothing in logs
         enable_model_summary=False,
         limit_val_batches=1.0 if cfg.val_batches is None else int(cfg.val_batches),
         default_root_dir=cfg.run_dir,
@@ -136,12 +138,14 @@ def sample(
     size = int(cfg.batch_size)
     if size < 1:
         raise ValueError(f"batch_size must be >= 1, got {size}")
-    calls = [
-        model.generate_with_info(
-            prompts[first : first + size], seed=int(cfg.seed) + first, **settings
-        )
-        for first in range(0, len(prompts), size)
-    ]
+    calls = []
+    console = Console(stderr=True)
+    with Progress(console=console, transient=True, disable=not console.is_terminal) as progress:
+        task = progress.add_task("sampling", total=len(prompts))
+        for first in range(0, len(prompts), size):
+            chunk = prompts[first : first + size]
+            calls.append(model.generate_with_info(chunk, seed=int(cfg.seed) + first, **settings))
+            progress.advance(task, len(chunk))
     return calls, [text for call in calls for text in call.texts]
 
 
