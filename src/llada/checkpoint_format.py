@@ -32,6 +32,7 @@ def section(model: Any) -> dict[str, Any]:
         "format": FORMAT,
         "lm": model.objective.lm_kind,  # informative; readers of format 2 use "objective"
         "objective": model.objective.recipe(),
+        "objective_state": model.objective.state(),
         "backbone": model.backbone.recipe(),
         "tokenizer": tokenizer_to_state(model.tokenizer),
         "masking": model.objective.schedule.recipe(),

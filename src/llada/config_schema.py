@@ -29,6 +29,7 @@ from llada.data.datamodule import TextDataModule
 from llada.data.sft import SFTDataModule
 from llada.data.sources import hub_dataset
 from llada.data.tokenizer import SPECIAL_TOKENS, TOKENIZER_BUILDERS
+from llada.diffusion.block_diffusion import BlockDiffusion
 from llada.diffusion.mdm import MaskedDiffusion
 from llada.diffusion.next_token import NextToken
 from llada.diffusion.remasking import REMASKINGS
@@ -232,6 +233,17 @@ class MaskedDiffusionSchema:
 
 
 @dataclass
+class BlockDiffusionSchema:
+    """objective=bd3: block diffusion's options (closed)."""
+
+    block_size: int = option(16, Range(1))
+    antithetic_time: bool = True
+    zero_mask_prob: bool = True
+    clip_search: Any = None
+    kv_cache: bool = True
+
+
+@dataclass
 class NextTokenSchema:
     """objective=ar: no options (closed)."""
 
@@ -374,7 +386,11 @@ TRAIN_GROUPS = (
     Group("module", ModuleSchema),
     Group(
         "objective",
-        {target(MaskedDiffusion): MaskedDiffusionSchema, target(NextToken): NextTokenSchema},
+        {
+            target(MaskedDiffusion): MaskedDiffusionSchema,
+            target(NextToken): NextTokenSchema,
+            target(BlockDiffusion): BlockDiffusionSchema,
+        },
         by="_target_",
         closed=True,
     ),
@@ -383,14 +399,21 @@ TRAIN_GROUPS = (
     Group("optim.optimizer", OptimizerSchema),
     Group("optim.scheduler", LRSchedulerSchema),
 )
-OBJECTIVES = {target(MaskedDiffusion): MaskedDiffusion, target(NextToken): NextToken}
+OBJECTIVES = {
+    target(MaskedDiffusion): MaskedDiffusion,
+    target(NextToken): NextToken,
+    target(BlockDiffusion): BlockDiffusion,
+}
 
 
 def attention_matches(objective: str | None, causal: bool | None, model: str | None) -> bool:
     """A known objective's attention pattern and a native/HF backbone's must agree."""
     if objective not in OBJECTIVES or model not in (target(NativeTransformer), *HF_TARGETS):
         return True  # your own objective or backbone: the module checks it at build time
-    return (OBJECTIVES[objective].attention == "causal") == bool(causal)
+    attention = OBJECTIVES[objective].attention
+    if attention == "block_causal":  # a pattern per call: the native transformer takes one
+        return model == target(NativeTransformer) and not causal
+    return (attention == "causal") == bool(causal)
 
 
 TRAIN_RELATIONS = (
@@ -398,12 +421,13 @@ TRAIN_RELATIONS = (
         ("objective._target_", "model.causal", "model._target_"),
         attention_matches,
         "an objective whose attention matches the backbone: objective=ar with a causal model "
-        "(model=ar_tiny/ar_small), objective=mdm with a bidirectional one (got {1})",
+        "(model=ar_tiny/ar_small), objective=mdm with a bidirectional one, objective=bd3 with "
+        "the native bidirectional transformer (model=tiny/small) (got {1})",
         problem="does not fit the backbone",
     ),
     # The end-of-run samples decode block by block, one step at least per block; found only after
-    # training otherwise. Causal models decode left to right (no blocks), and runs that write no
-    # unconditional sample never build that plan.
+    # training otherwise. Causal models decode left to right (no blocks), block diffusion takes
+    # `steps` per block, and runs that write no unconditional sample never build that plan.
     Relation(
         (
             "sampler.steps",
@@ -412,9 +436,13 @@ TRAIN_RELATIONS = (
             "model.max_len",
             "model.causal",
             "callbacks.samples.num_samples",
+            "objective._target_",
         ),
-        lambda steps, n_tokens, block_length, context, causal, samples: (
-            bool(causal) or not samples or steps >= blocks(n_tokens, block_length, context)
+        lambda steps, n_tokens, block_length, context, causal, samples, objective: (
+            bool(causal)
+            or not samples
+            or objective == target(BlockDiffusion)  # steps are per block of its own
+            or steps >= blocks(n_tokens, block_length, context)
         ),
         "{0} >= the number of blocks, ceil(min({1}, {3}) / {2})",
     ),
@@ -423,6 +451,13 @@ TRAIN_RELATIONS = (
         lambda kv_cache, model: not kv_cache or model not in HF_TARGETS,
         "{0}=false with {1} (the prefix KV cache needs the native backbone)",
         problem="is not an option",
+    ),
+    Relation(
+        ("objective.block_size", "data.block_size", "objective._target_"),
+        lambda size, length, objective: (
+            objective != target(BlockDiffusion) or size is None or length % size == 0
+        ),
+        "{0} that divides {1} (blocks tile the training sequence)",
     ),
     Relation(
         ("data.block_size", "model.max_len"),

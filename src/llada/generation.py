@@ -187,6 +187,7 @@ class TextCodec:
     mask_id: int
     prefix: tuple[int, ...] = ()
     context: int | None = None  # the model's context length (None: unbounded)
+    sliding_window: bool = False  # the decoder slides past the context: only prompts must fit
 
     @property
     def pad_id(self) -> int:
@@ -200,7 +201,12 @@ class TextCodec:
         """Left-padded [prefix | prompt | MASK * n_tokens]. -> (canvas (B, L), attention (B, L))."""
         encoded = [[*self.prefix, *self.encode(prompt)] for prompt in prompts]
         width = max(len(ids) for ids in encoded) + n_tokens
-        if self.context is not None and width > self.context:
+        if self.context is not None and self.sliding_window and width - n_tokens > self.context:
+            raise ValueError(
+                f"the prompt has {width - n_tokens} tokens, more than the model context of "
+                f"{self.context}; shorten the prompt"
+            )
+        if self.context is not None and not self.sliding_window and width > self.context:
             raise ValueError(
                 f"prompt ({width - n_tokens} tokens) + n_tokens ({n_tokens}) = {width} exceeds the "
                 f"model context of {self.context} tokens; shorten the prompt or lower n_tokens"

@@ -113,6 +113,11 @@ class DiffusionLM(L.LightningModule):
         return self.backbone.max_len
 
     @property
+    def max_len(self) -> int | None:
+        """The backbone's context (what decoders that slide a window read)."""
+        return self.backbone.max_len
+
+    @property
     def prefix_ids(self) -> list[int]:
         """Ids the objective puts before every prompt (the AR baseline's start token)."""
         return list(self.objective.prefix_ids)
@@ -120,7 +125,11 @@ class DiffusionLM(L.LightningModule):
     @property
     def codec(self) -> TextCodec:
         return TextCodec(
-            self.tokenizer, self.mask_id, self.objective.prefix_ids, self.context_length
+            self.tokenizer,
+            self.mask_id,
+            self.objective.prefix_ids,
+            self.context_length,
+            self.objective.sliding_window,
         )
 
     # ------------------------------------------------------------------ model
@@ -129,8 +138,11 @@ class DiffusionLM(L.LightningModule):
         if self.compile_backbone and stage == "fit":
             self.backbone.compile()
 
-    def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None) -> Tensor:
-        return self.backbone(input_ids, attention_mask)  # (B, L, V)
+    def forward(
+        self, input_ids: Tensor, attention_mask: Tensor | None = None, **backbone_options: Any
+    ) -> Tensor:
+        """Logits (B, L, V); `backbone_options` (kv, attention, ...) go to the backbone."""
+        return self.backbone(input_ids, attention_mask, **backbone_options)
 
     # --------------------------------------------------------------- training
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor | None:
@@ -141,6 +153,8 @@ class DiffusionLM(L.LightningModule):
         if out.tokens is not None:
             self._tokens_seen += out.tokens.long()
             self.log("train/tokens_seen", self._tokens_seen.float())
+        for name, value in out.logs.items():
+            self.log(name, value)
         return self._guard_nonfinite(out.loss)
 
     def _guard_nonfinite(self, loss: Tensor) -> Tensor | None:
@@ -183,6 +197,9 @@ class DiffusionLM(L.LightningModule):
             return
         values = self.val_bound.compute()
         self.log_dict({f"val/{name}": value for name, value in values.items()}, prog_bar=True)
+        summary = self.objective.validation_summary()
+        if summary and not self.trainer.sanity_checking:
+            self.log_dict(summary)
         if not self.trainer.sanity_checking:
             self.last_validated_step = self.global_step
         self.val_bound.reset()
@@ -326,6 +343,7 @@ class DiffusionLM(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         meta = checkpoint.get(CHECKPOINT_KEY, {})
         self._tokens_seen.fill_(int(meta.get("tokens_seen", 0)))
+        self.objective.load_state(meta.get("objective_state", {}))
         if "torch_rng_state" in meta:
             torch.set_rng_state(meta["torch_rng_state"].cpu())
 
@@ -346,6 +364,7 @@ class DiffusionLM(L.LightningModule):
         model.load_state_dict(checkpoint["state_dict"])
         model.data_config = meta.get("data")
         model._tokens_seen.fill_(int(meta.get("tokens_seen", 0)))
+        model.objective.load_state(meta.get("objective_state", {}))
         if use_ema and EMA_KEY in checkpoint:
             model.load_state_dict(checkpoint[EMA_KEY], strict=False)
         return model.to(map_location).eval()

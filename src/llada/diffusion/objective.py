@@ -10,7 +10,7 @@ callable `logits = f(input_ids, attention_mask)`) and batches of tensors.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 import torch
@@ -19,7 +19,7 @@ from torch import Tensor
 from llada.diffusion.sampling import GenerationResult, LogitsFn
 from llada.diffusion.schedules import LinearSchedule, MaskingSchedule
 
-Attention = Literal["bidirectional", "causal"]
+Attention = Literal["bidirectional", "causal", "block_causal"]
 Batch = dict[str, Tensor]  # input_ids (B, L), attention_mask (B, L), prompt_mask (B, L) for SFT
 
 
@@ -31,6 +31,7 @@ class TrainingLoss:
     row_loss: Tensor | None = None  # (B,) per-token loss of each row, for the loss-by-t log
     t: Tensor | None = None  # (B,) the rows' noise levels (None: nothing to bucket)
     tokens: Tensor | None = None  # scalar: tokens scored (counted into tokens_seen)
+    logs: dict[str, Tensor] = field(default_factory=dict)  # more train/* scalars to log
 
 
 @dataclass
@@ -60,6 +61,8 @@ class Objective(ABC):
     exact: ClassVar[bool]  # validation is exact (one pass) rather than a Monte-Carlo bound
     # The decoder takes several passes over one block, so a prefix KV cache can serve it.
     prefix_cache: ClassVar[bool] = True
+    # Decoding may run past the context (a sliding window): only the prompt must fit.
+    sliding_window: ClassVar[bool] = False
 
     def __init__(
         self, *, mask_id: int, eos_id: int | None = None, schedule: MaskingSchedule | None = None
@@ -76,6 +79,18 @@ class Objective(ABC):
         """A `_target_` recipe: `instantiate(recipe, mask_id=..., eos_id=..., schedule=...)`."""
         cls = type(self)
         return {"_target_": f"{cls.__module__}.{cls.__qualname__}", **self.options()}
+
+    def state(self) -> dict[str, Any]:
+        """What training changes besides the weights (checkpointed, restored on resume)."""
+        return {}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Restore `state()` from a checkpoint."""
+        return None
+
+    def validation_summary(self) -> dict[str, float]:
+        """Scalars to log after a validation epoch besides the bound (and reset what led to them)."""
+        return {}
 
     def check_backbone(self, backbone: Any) -> None:
         """A backbone whose attention does not match the objective is a one-line error."""

@@ -138,6 +138,99 @@ def _check_options(
         )
 
 
+@dataclass
+class BlockDenoiser:
+    """The steps inside one block: choose tokens, score them, commit the best, maybe remask.
+
+    Shared by every decoder that fills a block in several parallel steps (the MDM's semi-
+    autoregressive blocks, block diffusion's blocks), so a chooser or remasking strategy works
+    with all of them. `forward(canvas) -> (logits (B, L, V), network evaluations)` runs the model
+    on the canvas the denoiser is given (the whole canvas, or just the block).
+    """
+
+    mask_id: int
+    chooser: TokenChooser
+    remasking: Remasking
+    result: GenerationResult  # nfe is added here
+    generator: torch.Generator | None = None
+    eos_id: int | None = None
+    eos_last: bool = False
+    forbid_ids: Sequence[int] = ()
+    step_plan: StepPlan = tokens_per_step
+    reuse_logits: bool = True
+    # Called after every step with (canvas, raw score (B, L), eligible (B, L)): recording.
+    on_step: Callable[[Tensor, Tensor, Tensor], None] | None = None
+
+    def run(
+        self,
+        forward: Callable[[Tensor], tuple[Tensor, int]],
+        canvas: Tensor,
+        fillable: Tensor,
+        generated: Tensor,
+        block_steps: int,
+        commit_score: Tensor,
+        logits: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor | None]:
+        """Fill the masks of `canvas` (B, L) at `fillable` (B, L) bool. -> (canvas, last logits).
+
+        `generated` (B, L) bool: what the decoder fills (tokens there may be remasked);
+        `commit_score` (B, L) float32 is updated in place with each commit's confidence;
+        `logits` from the previous call are reused if the canvas has not changed since (None:
+        compute). A block whose planned steps are spent but still has masks keeps stepping, at
+        least one commit per step, until it is full.
+        """
+        lowest = torch.finfo(torch.float32).min
+        schedule = self.step_plan(((canvas == self.mask_id) & fillable).sum(dim=1), block_steps)
+        carry = torch.zeros(canvas.shape[0], dtype=torch.long, device=canvas.device)  # (B,)
+        step = 0
+        while True:
+            eligible = (canvas == self.mask_id) & fillable  # (B, L)
+            if not eligible.any():
+                break  # block full: further passes could commit nothing
+            if logits is None:
+                raw_logits, evaluations = forward(canvas)  # (B, L, V)
+                logits = _filtered_logits(raw_logits, self.mask_id, self.forbid_ids)
+                self.result.nfe += evaluations
+            tokens = self.chooser.choose(logits, self.generator)  # (B, L)
+            raw_score = self.remasking.confidence(logits, tokens, self.generator).float()
+            score = raw_score  # (B, L)
+            if self.eos_last:
+                score = score.masked_fill(tokens == self.eos_id, lowest)
+            score = _eligible_scores(score, eligible)  # (B, L)
+            planned = schedule[:, step] + carry if step < block_steps else eligible.sum(dim=1)
+            count = self.remasking.commit_count(score, eligible, planned)  # (B,)
+            if step >= block_steps:
+                count = count.clamp_min(1)  # overtime: guarantee progress
+            commit = commit_top_k(score, count) & eligible  # (B, L)
+            canvas = torch.where(commit, tokens, canvas)
+            commit_score.copy_(torch.where(commit, raw_score, commit_score))
+            remask = torch.zeros_like(commit)
+            if step < block_steps - 1:
+                candidates = generated & fillable & (canvas != self.mask_id) & ~commit  # (B, L)
+                remask = self.remasking.remask(commit_score, candidates, self.generator)
+                remask &= candidates
+                canvas = canvas.masked_fill(remask, self.mask_id)
+            carry = remask.sum(dim=1)
+            if commit.any() or remask.any() or not self.reuse_logits:
+                logits = None
+            if self.on_step is not None:
+                self.on_step(canvas, raw_score, eligible)
+            step += 1
+        return canvas, logits
+
+
+def recorder(result: GenerationResult) -> Callable[[Tensor, Tensor, Tensor], None]:
+    """An `on_step` that appends the canvas and the step's confidences (NaN off `eligible`)."""
+
+    def record(canvas: Tensor, raw_score: Tensor, eligible: Tensor) -> None:
+        result.trajectory.append(canvas.detach().to("cpu", copy=True))
+        result.confidences.append(
+            raw_score.masked_fill(~eligible, float("nan")).detach().to("cpu", copy=True)
+        )
+
+    return record
+
+
 @torch.no_grad()
 def generate(
     logits_fn: LogitsFn,
@@ -182,11 +275,6 @@ def generate(
     _check_options(canvas, eos_id, eos_last, cfg_scale, prompt_mask)
     length = canvas.shape[1]
     plan = block_plan(length, gen_start, steps, block_length)
-    step_plan: StepPlan = (
-        tokens_per_step
-        if mask_prob is None
-        else lambda n, s: schedule_tokens_per_step(n, s, mask_prob)
-    )
     canvas = canvas.clone()
     positions = torch.arange(length, device=canvas.device)  # (L,)
     # Padding is never filled, even when the tokenizer has no pad token and pads with the mask id.
@@ -201,8 +289,35 @@ def generate(
     if cfg_scale > 0 and prompt_mask is None:
         prompt_mask = canvas != mask_id  # (B, L) everything given is conditioning (LLaDA)
     commit_score = torch.full(canvas.shape, float("nan"), device=canvas.device)  # (B, L)
-    lowest = torch.finfo(torch.float32).min
     result = GenerationResult(tokens=canvas, nfe=0, seconds=0.0)
+    denoiser = BlockDenoiser(
+        mask_id,
+        chooser,
+        remasking,
+        result,
+        generator=generator,
+        eos_id=eos_id,
+        eos_last=eos_last,
+        forbid_ids=forbid_ids,
+        step_plan=(
+            tokens_per_step
+            if mask_prob is None
+            else lambda n, s: schedule_tokens_per_step(n, s, mask_prob)
+        ),
+        reuse_logits=reuse_logits,
+        on_step=recorder(result) if record else None,
+    )
+
+    def forward(current: Tensor) -> tuple[Tensor, int]:
+        return guided_logits(
+            logits_fn,
+            current,
+            attention_mask,
+            mask_id=mask_id,
+            prompt_mask=prompt_mask,
+            scale=cfg_scale,
+        )  # (B, L, V), evaluations
+
     logits: Tensor | None = None  # valid for the current canvas; None once it changes
     begin_block = getattr(logits_fn, "begin_block", None)  # e.g. a prefix KV cache
     for start, end, block_steps in plan:
@@ -210,51 +325,9 @@ def generate(
             begin_block(start)
             logits = None  # the cache refreshes at the block's first pass
         in_block = (positions >= start) & (positions < end)  # (L,)
-        schedule = step_plan(((canvas == mask_id) & in_block & visible).sum(dim=1), block_steps)
-        carry = torch.zeros(canvas.shape[0], dtype=torch.long, device=canvas.device)  # (B,)
-        step = 0
-        while True:
-            eligible = (canvas == mask_id) & in_block & visible  # (B, L)
-            if not eligible.any():
-                break  # block full: further passes could commit nothing
-            if logits is None:
-                raw_logits, evaluations = guided_logits(
-                    logits_fn,
-                    canvas,
-                    attention_mask,
-                    mask_id=mask_id,
-                    prompt_mask=prompt_mask,
-                    scale=cfg_scale,
-                )  # (B, L, V)
-                logits = _filtered_logits(raw_logits, mask_id, forbid_ids)
-                result.nfe += evaluations
-            tokens = chooser.choose(logits, generator)  # (B, L)
-            raw_score = remasking.confidence(logits, tokens, generator).float()  # (B, L)
-            score = raw_score
-            if eos_last:
-                score = score.masked_fill(tokens == eos_id, lowest)
-            score = _eligible_scores(score, eligible)  # (B, L)
-            planned = schedule[:, step] + carry if step < block_steps else eligible.sum(dim=1)
-            count = remasking.commit_count(score, eligible, planned)  # (B,)
-            if step >= block_steps:
-                count = count.clamp_min(1)  # overtime: guarantee progress
-            commit = commit_top_k(score, count) & eligible  # (B, L)
-            canvas = torch.where(commit, tokens, canvas)
-            commit_score = torch.where(commit, raw_score, commit_score)
-            remask = torch.zeros_like(commit)
-            if step < block_steps - 1:
-                candidates = generated & in_block & (canvas != mask_id) & ~commit  # (B, L)
-                remask = remasking.remask(commit_score, candidates, generator) & candidates
-                canvas = canvas.masked_fill(remask, mask_id)
-            carry = remask.sum(dim=1)
-            if commit.any() or remask.any() or not reuse_logits:
-                logits = None
-            if record:
-                result.trajectory.append(canvas.detach().to("cpu", copy=True))
-                result.confidences.append(
-                    raw_score.masked_fill(~eligible, float("nan")).detach().to("cpu", copy=True)
-                )
-            step += 1
+        canvas, logits = denoiser.run(
+            forward, canvas, in_block & visible, generated, block_steps, commit_score, logits
+        )
     result.tokens = canvas
     result.seconds = time.perf_counter() - started
     return result

@@ -31,14 +31,31 @@ class RotaryEmbedding(nn.Module):
         super().__init__()
         inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
         angles = torch.outer(torch.arange(max_len, dtype=torch.float32), inv_freq)  # (T, D/2)
+        self.register_buffer("inv_freq", inv_freq, persistent=False)
         self.register_buffer("cos", angles.cos(), persistent=False)
         self.register_buffer("sin", angles.sin(), persistent=False)
 
-    def forward(self, x: Tensor, offset: int = 0) -> Tensor:
-        """x (B, H, L, D) at positions offset.. offset+L -> x rotated by its position."""
-        length = x.shape[-2]
-        cos = self.cos[offset : offset + length].to(x.dtype)  # (L, D/2)
-        sin = self.sin[offset : offset + length].to(x.dtype)
+    def tables(self, positions: int | Tensor, length: int) -> tuple[Tensor, Tensor]:
+        """(cos, sin) (L, D/2) for positions offset.. offset+L (an int) or given ones (L,) long.
+
+        Positions past the table (block diffusion's sliding window) are computed on the fly:
+        attention depends only on position differences, which stay inside the context.
+        """
+        if isinstance(positions, int):
+            if positions + length <= self.cos.shape[0]:
+                return self.cos[positions : positions + length], self.sin[
+                    positions : positions + length
+                ]
+            positions = torch.arange(positions, positions + length, device=self.cos.device)
+        if int(positions.max()) < self.cos.shape[0]:
+            return self.cos[positions], self.sin[positions]
+        angles = positions.float()[:, None] * self.inv_freq  # (L, D/2)
+        return angles.cos(), angles.sin()
+
+    def forward(self, x: Tensor, positions: int | Tensor = 0) -> Tensor:
+        """x (B, H, L, D) at positions offset.. offset+L (or the given (L,)) -> x rotated."""
+        cos, sin = self.tables(positions, x.shape[-2])
+        cos, sin = cos.to(x.dtype), sin.to(x.dtype)  # (L, D/2)
         x1, x2 = x[..., 0::2], x[..., 1::2]  # (B, H, L, D/2)
         rotated = torch.stack(
             (x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1
@@ -55,17 +72,22 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim, bias=False)
         self.out = nn.Linear(dim, dim, bias=False)
 
-    def forward(self, x: Tensor, attn_bias: Tensor | None, kv: KVPrefix | None = None) -> Tensor:
-        """x (B, L, dim) at positions kv.offset.. (0 without a cache) -> (B, L, dim).
+    def forward(
+        self,
+        x: Tensor,
+        attn_bias: Tensor | None,
+        positions: int | Tensor = 0,
+        kv: KVCache | None = None,
+    ) -> Tensor:
+        """x (B, L, dim) at `positions` (the first one, or all (L,)) -> (B, L, dim).
 
-        With `kv`, keys/values of the positions before the offset come from the cache (prefix
-        cache) or, when `kv.record` is set, the computed ones are stored for later calls.
+        With `kv`, keys/values of earlier positions come from the cache, and the computed ones
+        are stored when the cache records them.
         """
         batch, length, dim = x.shape
-        offset = kv.offset if kv is not None and not kv.record else 0  # replay: x starts there
         qkv = self.qkv(x).view(batch, length, 3, self.n_heads, dim // self.n_heads)
         q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each (B, H, L, D)
-        q, k = self.rope(q, offset), self.rope(k, offset)
+        q, k = self.rope(q, positions), self.rope(k, positions)
         if kv is not None:
             k, v = kv.extend(self, k, v)  # (B, H, prefix + L, D)
         # A bias from the caller already holds causality (it also hides padded keys).
@@ -85,7 +107,68 @@ class SwiGLU(nn.Module):
         return self.down(F.silu(gate) * up)
 
 
-class KVPrefix:
+class KVCache:
+    """Per-layer keys/values that a forward pass reads before (and may add to) its own."""
+
+    @property
+    def first_position(self) -> int:
+        """Position of the pass's first input (its keys follow the cached ones)."""
+        raise NotImplementedError
+
+    @property
+    def cached_length(self) -> int:
+        """Keys the pass reads from the cache before its own."""
+        raise NotImplementedError
+
+    def extend(self, layer: nn.Module, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        """This pass's k, v (B, H, L, D) -> the keys/values it attends to (B, H, cached + L, D)."""
+        raise NotImplementedError
+
+
+class BlockKVCache(KVCache):
+    """Exact cache of committed blocks (block diffusion): their keys/values never change.
+
+    A pass reads every cached key and, when `record` is set, appends its own: the decoder records
+    a block once it is final. `start` is the position of the first cached key; `trim` drops the
+    oldest keys (a sliding window past the context).
+    """
+
+    def __init__(self) -> None:
+        self.store: dict[int, tuple[Tensor, Tensor]] = {}
+        self.start, self.length, self.record = 0, 0, False
+
+    @property
+    def first_position(self) -> int:
+        return self.start + self.length
+
+    @property
+    def cached_length(self) -> int:
+        return self.length
+
+    def extend(self, layer: nn.Module, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        cached = self.store.get(id(layer))
+        if cached is not None:
+            k, v = torch.cat([cached[0], k], dim=2), torch.cat([cached[1], v], dim=2)
+        if self.record:
+            self.store[id(layer)] = (k, v)
+        return k, v
+
+    def recorded(self, length: int) -> None:
+        """A recording pass over `length` positions has finished."""
+        self.length += length
+        self.record = False
+
+    def trim(self, keep: int) -> None:
+        """Keep the newest `keep` cached positions."""
+        drop = max(self.length - keep, 0)
+        if drop:
+            self.store = {
+                key: (k[:, :, drop:], v[:, :, drop:]) for key, (k, v) in self.store.items()
+            }
+            self.start, self.length = self.start + drop, self.length - drop
+
+
+class KVPrefix(KVCache):
     """Keys/values of the positions before `offset`, per attention layer (Fast-dLLM prefix cache).
 
     `record=True`: a full pass stores each layer's prefix keys/values. `record=False`: a pass over
@@ -96,6 +179,14 @@ class KVPrefix:
     def __init__(self, offset: int) -> None:
         self.offset, self.record = offset, True
         self.store: dict[int, tuple[Tensor, Tensor]] = {}
+
+    @property
+    def first_position(self) -> int:
+        return 0 if self.record else self.offset  # recording passes the whole canvas
+
+    @property
+    def cached_length(self) -> int:
+        return 0 if self.record else self.offset
 
     def extend(self, layer: nn.Module, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         if self.record:
@@ -112,8 +203,14 @@ class Block(nn.Module):
         self.attn = Attention(dim, n_heads, rope, causal)
         self.mlp = SwiGLU(dim, hidden)
 
-    def forward(self, x: Tensor, attn_bias: Tensor | None, kv: KVPrefix | None = None) -> Tensor:
-        x = x + self.attn(self.attn_norm(x), attn_bias, kv)
+    def forward(
+        self,
+        x: Tensor,
+        attn_bias: Tensor | None,
+        positions: int | Tensor = 0,
+        kv: KVCache | None = None,
+    ) -> Tensor:
+        x = x + self.attn(self.attn_norm(x), attn_bias, positions, kv)
         return x + self.mlp(self.mlp_norm(x))
 
 
@@ -126,6 +223,8 @@ class NativeTransformer(nn.Module):
 
     supports_output_mask = True
     supports_kv_cache = True  # forward(..., kv=KVPrefix): `PrefixCachedLogits`
+    # forward(..., attention=(Lq, Lk) bool, positions=(L,)): block diffusion's patterns
+    supports_attention_pattern = True
 
     def __init__(
         self,
@@ -171,6 +270,20 @@ class NativeTransformer(nn.Module):
         """An instantiable config that rebuilds this network (weights come from the checkpoint)."""
         return {"_target_": f"{type(self).__module__}.{type(self).__qualname__}", **self.hparams}
 
+    def _pattern_bias(self, pattern: Tensor, visible: Tensor | None) -> Tensor:
+        """pattern (Lq, Lk) or (B, Lq, Lk) bool [& visible keys (B, Lk)] -> (B|1, 1, Lq, Lk).
+
+        The queries are the last Lq keys; each always sees itself, so a padded query has no
+        empty softmax row (its output is unused).
+        """
+        queries, keys = pattern.shape[-2:]
+        bias = pattern if pattern.dim() == 3 else pattern[None]  # (B|1, Lq, Lk)
+        if visible is not None:
+            bias = bias & visible[:, None, :]
+        rows = torch.arange(queries, device=bias.device)[:, None] + (keys - queries)  # (Lq, 1)
+        itself = rows == torch.arange(keys, device=bias.device)  # (Lq, Lk)
+        return (bias | itself)[:, None]
+
     def _attention_bias(self, visible: Tensor) -> Tensor:
         """visible (B, L) bool -> (B, 1, 1|L, L) bool: which keys each query may attend to.
 
@@ -190,26 +303,45 @@ class NativeTransformer(nn.Module):
         input_ids: Tensor,
         attention_mask: Tensor | None = None,
         output_mask: Tensor | None = None,
-        kv: KVPrefix | None = None,
+        kv: KVCache | None = None,
+        attention: Tensor | None = None,
+        positions: Tensor | None = None,
     ) -> Tensor:
         """Logits (B, L, V), or (N, V) for the N positions of `output_mask` in row-major order.
 
-        With a replaying `kv` (record False) `input_ids` are the positions from `kv.offset` on and
-        `attention_mask` still covers the whole canvas.
+        - `kv`: keys/values of earlier positions come from a cache (`KVPrefix`, `BlockKVCache`);
+          `input_ids` are the positions after them and `attention_mask` (B, cached + L) covers
+          the cached keys too.
+        - `attention` (L, cached + L) or (B, L, cached + L) bool: which keys each query sees (a
+          bidirectional model only; block diffusion), with `positions` (L,) long the inputs'
+          positions (default: consecutive). Padded keys are hidden on top of the pattern.
         """
         length = input_ids.shape[1]
-        if length > self.max_len:
+        first = kv.first_position if kv is not None else 0
+        span = (
+            (kv.cached_length if kv is not None else 0) + length
+            if positions is None
+            else int(positions.max() - positions.min()) + 1
+        )
+        if span > self.max_len:
             raise ValueError(
-                f"sequence length {length} exceeds the model context model.max_len={self.max_len}"
+                f"sequence length {span} exceeds the model context model.max_len={self.max_len}"
             )
-        attn_bias = None
+        if (kv is not None or attention is not None) and self.causal:
+            raise ValueError(
+                "KV caches and attention patterns are for bidirectional models (model.causal=false)"
+            )
+        visible = None
         if attention_mask is not None and not bool(attention_mask.all()):
-            attn_bias = self._attention_bias(attention_mask.bool())
-        if kv is not None and self.causal:
-            raise ValueError("the prefix KV cache is for bidirectional models (model.causal=false)")
+            visible = attention_mask.bool()
+        if attention is not None:
+            attn_bias = self._pattern_bias(attention, visible)
+        else:
+            attn_bias = None if visible is None else self._attention_bias(visible)
+        where: int | Tensor = first if positions is None else positions
         x = self.embed(input_ids)  # (B, L, dim)
         for block in self.blocks:
-            x = block(x, attn_bias, kv)
+            x = block(x, attn_bias, where, kv)
         if output_mask is not None:
             x = x[output_mask]  # (N, dim)
         return self.lm_head(self.norm(x))  # (B, L, V) or (N, V)
