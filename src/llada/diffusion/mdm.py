@@ -103,7 +103,9 @@ class MaskedDiffusion(Objective):
             backbone, batch["input_ids"], batch.get("attention_mask"), None
         )
         loss = row_nll.sum() / slots.sum()  # LLaDA eq. 3: per-token ELBO in nats
-        return TrainingLoss(loss, row_loss=row_nll / slots, t=t, tokens=slots.sum())
+        row_loss = row_nll / slots  # (B,)
+        logs = {"train/loss_var": row_loss.detach().var()} if row_loss.numel() > 1 else {}
+        return TrainingLoss(loss, row_loss=row_loss, t=t, tokens=slots.sum(), logs=logs)
 
     def sft_loss(self, backbone: LogitsFn, batch: Batch) -> Tensor:
         """SFT (LLaDA eq. 5): the prompt is never masked; per-row response-length normalisation."""
