@@ -195,6 +195,29 @@ TRAIN_ERRORS = [
         "objective._target_=llada.diffusion.mdm.MaskedDiffusion does not fit the backbone",
     ),
     (
+        ["objective=bd3", "objective.block_size=12"],
+        "objective.block_size=12 is out of range: allowed objective.block_size that divides "
+        "data.block_size=128",
+    ),
+    (
+        ["objective=bd3", "objective.block_size=0"],
+        "objective.block_size=0 is out of range: allowed block_size >= 1",
+    ),
+    (
+        ["objective=bd3", "objective.block_size=256"],
+        "objective.block_size=256 is out of range: allowed objective.block_size that divides",
+    ),
+    (
+        ["objective=bd3", "model=distilbert"],
+        "objective._target_=llada.diffusion.block_diffusion.BlockDiffusion does not fit the "
+        "backbone",
+    ),
+    (
+        ["objective=bd3", "model=ar_tiny"],
+        "objective._target_=llada.diffusion.block_diffusion.BlockDiffusion does not fit the "
+        "backbone",
+    ),
+    (
         ["trainer.max_steps=0"],
         "trainer.max_steps=0 is out of range: allowed max_steps >= 1 or max_steps=-1",
     ),

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
 import torch
 
 from llada.data.tokenizer import train_tokenizer
+from llada.diffusion.block_diffusion import BlockDiffusion
 from llada.diffusion.next_token import NextToken
 from llada.models.native import NativeTransformer
 from llada.module import DiffusionLM
@@ -22,18 +25,21 @@ def in_batches(run, items: list, size: int) -> list:
     return [row for first in range(0, len(items), size) for row in run(items[first : first + size])]
 
 
-@pytest.fixture(scope="module", params=[False, True], ids=["mdm", "ar"])
+OBJECTIVES = {"mdm": None, "ar": NextToken, "bd3": partial(BlockDiffusion, block_size=4)}
+
+
+@pytest.fixture(scope="module", params=list(OBJECTIVES))
 def unpadded_model(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
     """A model whose tokenizer has no pad token (as GPT-2-style ones): batches pad with [MASK]."""
     tokenizer = train_tokenizer(TEXTS * 20, 80, "wordpiece", tmp_path_factory.mktemp("tok"))
     tokenizer.pad_token = None
     assert tokenizer.pad_token_id is None
     torch.manual_seed(0)
-    causal = request.param
+    causal = request.param == "ar"
     backbone = NativeTransformer(
         len(tokenizer), dim=32, n_layers=2, n_heads=2, max_len=32, causal=causal
     )
-    return DiffusionLM(backbone, tokenizer, objective=NextToken if causal else None).eval()
+    return DiffusionLM(backbone, tokenizer, objective=OBJECTIVES[request.param]).eval()
 
 
 def test_infill_alone_equals_infill_in_a_batch(unpadded_model: DiffusionLM) -> None:

@@ -49,8 +49,15 @@ def final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
     return {**checkpoint["state_dict"], **ema}
 
 
-@pytest.mark.parametrize("variant", [[], ["model=ar_tiny", "callbacks=ema"]], ids=["mdm", "ar+ema"])
-def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path: Path, variant: list[str]) -> None:
+# bd3 is killed after its step-8 checkpoint, which follows the step-5 validation that chose a
+# clip range: the resumed run must train on that range, restored from the checkpoint.
+BD3 = ["objective=bd3", "objective.block_size=8", "objective.clip_search=[[0,1],[0.45,0.95]]"]
+VARIANTS = {"mdm": ([], 6), "ar+ema": (["model=ar_tiny", "callbacks=ema"], 6), "bd3": (BD3, 9)}
+
+
+@pytest.mark.parametrize("name", list(VARIANTS))
+def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path: Path, name: str) -> None:
+    variant, kill_step = VARIANTS[name]
     reference = run_train(tmp_path / "reference", *variant)
     assert reference.returncode == 0, reference.stderr[-2000:]
     ending = torch.load(tmp_path / "reference" / "checkpoints" / "last.ckpt", weights_only=True)
@@ -58,11 +65,16 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path: Path, variant: 
 
     crashed = tmp_path / "crashed"
     killed = run_train(
-        crashed, *variant, "+callbacks.kill._target_=probes.KillAtStep", "+callbacks.kill.step=6"
+        crashed,
+        *variant,
+        "+callbacks.kill._target_=probes.KillAtStep",
+        f"+callbacks.kill.step={kill_step}",
     )
     assert killed.returncode == -9  # SIGKILL: no cleanup, no final checkpoint
-    saved_step = torch.load(crashed / "checkpoints" / "last.ckpt", weights_only=True)["global_step"]
-    assert saved_step == 4
+    saved = torch.load(crashed / "checkpoints" / "last.ckpt", weights_only=True)
+    assert saved["global_step"] == 4 * ((kill_step - 1) // 4)
+    if name == "bd3":
+        assert saved["llada"]["objective_state"]["clip"] is not None  # chosen at step 5
 
     resumed = run_train(crashed, *variant, "ckpt_path=last")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
