@@ -4,8 +4,9 @@
                                        [--only NAME ...] [hydra overrides ...]
 
 Every setting trains the same network size (experiment=quick: 2 layers, dim 96, 64-token
-sequences) on the same data, batches and steps through the real `llada.train` CLI, one process
-at a time: the AR baseline, objective=bd3 with L' = 1, 4, 8, 16 and 64 (= the sequence: the MDM
+sequences) on the same data (one train/validation split, `data.seed=0`), batch size and steps
+through the real `llada.train` CLI, one process at a time; the seed sets the initialisation and
+the batch order: the AR baseline, objective=bd3 with L' = 1, 4, 8, 16 and 64 (= the sequence: the MDM
 limit), LLaDA's MDM, and two clipped bd3 L'=16 runs (a fixed U[0.3, 0.8] and the data-driven
 clip search). Reported per setting: best-of-run and final validation perplexity (the AR's is
 exact, the others are ELBO bounds with val_mc_samples draws), mean and spread over seeds, and
@@ -68,7 +69,7 @@ def read_run(run_dir: Path) -> dict[str, Any]:
 def train(setting: str, seed: int, run_dir: Path, steps: int, overrides: list[str]) -> float:
     command = [
         sys.executable, "-m", "llada.train", "experiment=quick", *SETTINGS[setting],
-        f"seed={seed}", f"trainer.max_steps={steps}", f"trainer.val_check_interval={steps // 4}",
+        f"seed={seed}", "data.seed=0", f"trainer.max_steps={steps}", f"trainer.val_check_interval={steps // 4}",
         "callbacks.samples.num_samples=0", "callbacks.samples.prompts=[]",
         "trainer.enable_progress_bar=false", f"hydra.run.dir={run_dir}", *overrides,
     ]  # fmt: skip
@@ -120,8 +121,8 @@ def write(results: dict[str, Any], args: Any, machine: dict[str, Any], line: str
         "",
         f"`python scripts/bench_block_size.py --steps {args.steps} --seeds "
         f"{' '.join(map(str, args.seeds))}`; measured on {line}. Same network "
-        "(experiment=quick: 2 layers, dim 96, 64-token sequences, batch 32), data, batches and "
-        f"steps ({args.steps}) for every row; mean +- standard deviation over "
+        "(experiment=quick: 2 layers, dim 96, 64-token sequences, batch 32), data split, batch "
+        f"size and steps ({args.steps}) for every row; the seed sets initialisation and order; mean +- standard deviation over "
         f"{len(args.seeds)} seeds. AR perplexity is exact; the others are ELBO bounds (4 "
         "Monte-Carlo draws per validation block). Exact values vary by machine.",
         "",

@@ -151,22 +151,14 @@ class BlockDecoder:
             n_blocks,
         )
         cache = BlockKVCache() if self.use_cache else None
-        cache_visible = valid[:, :0]  # (B, cached) which cached keys are real tokens
-        if cache is not None and first > 0:
-            cache_visible = self._record(
-                cache, ids, valid, 0, first * self.block_size, cache_visible
-            )
-            result.nfe += 1
         done = torch.zeros(batch, dtype=torch.bool, device=device)  # (B,)
         for k in range(first, n_blocks):
             start, end = k * self.block_size, min((k + 1) * self.block_size, width)
             low = window_start(end, self.block_size, self.context)
-            region = fill[:, start:end] & ~done[:, None]  # (B, n)
             if cache is not None:
-                cache.trim(start - low)
-                cache_visible = cache_visible[:, cache_visible.shape[1] - cache.length :]
-
-            forward = partial(self._step_logits, cache, cache_visible, ids, valid, start, low)
+                cache.drop_before(low)
+            region = fill[:, start:end] & ~done[:, None]  # (B, n)
+            forward = partial(self._step_logits, cache, ids, valid, start, low)
             if snapshot is not None:
                 denoiser.on_step = partial(_snapshot, snapshot, ids, canvas, order, start)
             commit_score = torch.full(region.shape, float("nan"), device=device)  # (B, n)
@@ -180,62 +172,49 @@ class BlockDecoder:
                 done |= stops
             if bool((done | ~(fill[:, end:].any(dim=1))).all()):
                 break
-            if cache is not None:
-                cache_visible = self._record(cache, ids, valid, start, end, cache_visible)
-                result.nfe += 1
         result.tokens = canvas.scatter(1, order, ids)  # the caller's layout
         result.seconds = time.perf_counter() - started
         return result
 
-    def _record(
-        self,
-        cache: BlockKVCache,
-        ids: Tensor,
-        valid: Tensor,
-        start: int,
-        end: int,
-        cache_visible: Tensor,
-    ) -> Tensor:
-        """Encode the final blocks ids[:, start:end] into the cache. -> the new cache_visible."""
-        length = end - start
-        keys_visible = torch.cat([cache_visible, valid[:, start:end]], dim=1)  # (B, cached + n)
-        pattern = torch.cat(
-            [
-                torch.ones(length, cache.length, dtype=torch.bool, device=ids.device),
-                block_causal(length, self.block_size, ids.device),
-            ],
-            dim=1,
-        )  # (n, cached + n); start is on the block grid
-        cache.record = True
-        self.logits_fn(ids[:, start:end], keys_visible, kv=cache, attention=pattern)
-        cache.recorded(length)
-        return keys_visible
-
     def _step_logits(
         self,
         cache: BlockKVCache | None,
-        cache_visible: Tensor,
         ids: Tensor,
         valid: Tensor,
         start: int,
         low: int,
         block: Tensor,
     ) -> tuple[Tensor, int]:
-        """(logits (B, n, V) of the current block `block` (B, n) at positions start.., 1 NFE)."""
-        length = block.shape[1]
-        if cache is not None:
-            keys_visible = torch.cat([cache_visible, valid[:, start : start + length]], dim=1)
-            pattern = torch.ones(
-                length, cache.length + length, dtype=torch.bool, device=block.device
+        """(logits (B, n, V) of the current block `block` (B, n) at positions start.., 1 NFE).
+
+        With the cache, the block's first pass also encodes the final tokens not yet cached
+        (the prompt's blocks, the block before): they lead the pass, block-causally, and their
+        keys/values are appended, so caching costs no extra pass.
+        """
+        batch, length = block.shape
+        first = cache.first_position if cache is not None else low
+        segment = torch.cat([ids[:, first:start], block], dim=1)  # (B, pending + n)
+        pending = start - first
+        pattern = block_causal(pending + length, self.block_size, block.device)
+        keys_visible = valid[:, (cache.start if cache is not None else low) : start + length]
+        head = torch.zeros(batch, pending + length, dtype=torch.bool, device=block.device)
+        head[:, pending:] = True  # only the block's logits are needed
+        if cache is None:  # no cache: the whole window again, at its positions
+            positions = torch.arange(low, start + length, device=block.device)
+            logits = self.logits_fn(
+                segment, keys_visible, attention=pattern, positions=positions, output_mask=head
             )
-            return self.logits_fn(block, keys_visible, kv=cache, attention=pattern), 1
-        # No cache: the whole window again, clean blocks block-causal, the current one last.
-        window = torch.cat([ids[:, low:start], block], dim=1)  # (B, start - low + n)
-        keys_visible = valid[:, low : start + length]
-        pattern = block_causal(window.shape[1], self.block_size, block.device)
-        positions = torch.arange(low, start + length, device=block.device)
-        logits = self.logits_fn(window, keys_visible, attention=pattern, positions=positions)
-        return logits[:, -length:], 1
+            return logits.view(batch, length, -1), 1
+        pattern = torch.cat(
+            [torch.ones(pending + length, cache.length, dtype=torch.bool, device=block.device),
+             pattern], dim=1,
+        )  # fmt: skip  # (pending + n, cached + pending + n)
+        cache.record = pending
+        logits = self.logits_fn(
+            segment, keys_visible, kv=cache, attention=pattern, output_mask=head
+        )
+        cache.recorded()
+        return logits.view(batch, length, -1), 1
 
 
 def _snapshot(

@@ -128,14 +128,15 @@ class KVCache:
 class BlockKVCache(KVCache):
     """Exact cache of committed blocks (block diffusion): their keys/values never change.
 
-    A pass reads every cached key and, when `record` is set, appends its own: the decoder records
-    a block once it is final. `start` is the position of the first cached key; `trim` drops the
-    oldest keys (a sliding window past the context).
+    A pass reads every cached key; when `record` is n > 0 it also appends the keys/values of its
+    first n positions (the decoder fuses "encode the finished blocks" into the next block's first
+    step). `start` is the position of the first cached key; `trim` drops the oldest keys (a
+    sliding window past the context).
     """
 
     def __init__(self) -> None:
         self.store: dict[int, tuple[Tensor, Tensor]] = {}
-        self.start, self.length, self.record = 0, 0, False
+        self.start, self.length, self.record = 0, 0, 0
 
     @property
     def first_position(self) -> int:
@@ -150,22 +151,24 @@ class BlockKVCache(KVCache):
         if cached is not None:
             k, v = torch.cat([cached[0], k], dim=2), torch.cat([cached[1], v], dim=2)
         if self.record:
-            self.store[id(layer)] = (k, v)
+            keep = self.length + self.record
+            self.store[id(layer)] = (k[:, :, :keep], v[:, :, :keep])
         return k, v
 
-    def recorded(self, length: int) -> None:
-        """A recording pass over `length` positions has finished."""
-        self.length += length
-        self.record = False
+    def recorded(self) -> None:
+        """A recording pass has finished: its first `record` positions are now cached."""
+        self.length += self.record
+        self.record = 0
 
-    def trim(self, keep: int) -> None:
-        """Keep the newest `keep` cached positions."""
-        drop = max(self.length - keep, 0)
+    def drop_before(self, position: int) -> None:
+        """Forget the keys of positions before `position` (uncached ones there are skipped)."""
+        drop = min(max(position - self.start, 0), self.length)
         if drop:
             self.store = {
                 key: (k[:, :, drop:], v[:, :, drop:]) for key, (k, v) in self.store.items()
             }
-            self.start, self.length = self.start + drop, self.length - drop
+        self.length -= drop
+        self.start = max(self.start + drop, position) if self.length == 0 else self.start + drop
 
 
 class KVPrefix(KVCache):
