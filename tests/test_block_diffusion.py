@@ -165,7 +165,7 @@ def test_block_size_of_the_sequence_is_the_mdm_loss() -> None:
     bd3 = BlockDiffusion(block_size=24, mask_id=MASK, schedule=schedule, zero_mask_prob=False)
     generator = partial(lambda: torch.Generator().manual_seed(7))
     expected, _, t_mdm = mdm.weighted_nll(net, ids, None, generator(), full_range=True)
-    block_nll, _, t_bd3, _ = bd3.weighted_nll(net, ids, None, generator(), (0.0, 1.0))
+    block_nll, _, t_bd3 = bd3.weighted_nll(net, ids, None, generator(), (0.0, 1.0))
     assert torch.equal(t_bd3[:, 0], t_mdm)  # the same draws: the same masks
     torch.testing.assert_close(block_nll[:, 0], expected, rtol=1e-5, atol=1e-5)
     # ... and the training losses, global RNG included (random_length off for the MDM).

@@ -101,6 +101,9 @@ def ckpts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {
         "diffusion": _train(tmp_path_factory.mktemp("mdm")),
         "autoregressive": _train(tmp_path_factory.mktemp("ar"), "model=ar_tiny"),
+        "block_diffusion": _train(
+            tmp_path_factory.mktemp("bd3"), "objective=bd3", "objective.block_size=8"
+        ),
     }
 
 
@@ -114,7 +117,7 @@ def test_cut_at_stops_at_the_first_stop_string() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["diffusion", "autoregressive"])
+@pytest.mark.parametrize("kind", ["diffusion", "autoregressive", "block_diffusion"])
 def test_local_tasks_through_simple_evaluate(
     ckpts: dict[str, Path], kind: str, tmp_path: Path
 ) -> None:

@@ -130,32 +130,30 @@ class BlockDiffusion(Objective):
         )  # (K*B,)
         return t.view(blocks, rows).T
 
-    def weighted_nll(
+    def draw_noise(
+        self, maskable: Tensor, clip: Clip, generator: torch.Generator | None
+    ) -> tuple[Tensor, Tensor]:
+        """Per-block t and the masks it draws. maskable (B, L) -> (masked (B, L), t (B, K))."""
+        rows, length = maskable.shape
+        blocks = -(-length // self.block_size)
+        t = self._block_times(rows, blocks, clip, generator, maskable.device)  # (B, K)
+        t_token = t.repeat_interleave(self.block_size, dim=1)[:, :length]  # (B, L)
+        draws = torch.rand(maskable.shape, generator=generator, device=maskable.device)
+        return (draws < self.schedule.mask_prob(t_token)) & maskable, t
+
+    def block_nll(
         self,
         backbone: LogitsFn,
         input_ids: Tensor,
         attention_mask: Tensor | None,
-        generator: torch.Generator | None,
-        clip: Clip,
-        prompt_mask: Tensor | None = None,
-    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """One draw of the NELBO integrand, all blocks in one pass over [x_t ; x_0].
-
-        -> (block_nll (B, K), block_slots (B, K) float, t (B, K), block_masked (B, K) float).
-        Padding and (SFT) prompt tokens are never masked nor counted as slots.
-        """
+        masked: Tensor,
+        t: Tensor,
+    ) -> Tensor:
+        """w(t_b)-weighted -log p of the masked tokens, summed per block, in one pass over
+        [x_t ; x_0] with the block-diffusion pattern. -> (B, K)."""
         rows, length = input_ids.shape
-        size = self.block_size
-        blocks = -(-length // size)
-        maskable = torch.ones_like(input_ids, dtype=torch.bool)  # (B, L)
-        if attention_mask is not None:
-            maskable &= attention_mask.bool()
-        if prompt_mask is not None:
-            maskable &= ~prompt_mask.bool()
-        t = self._block_times(rows, blocks, clip, generator, input_ids.device)  # (B, K)
+        size, blocks = self.block_size, t.shape[1]
         t_token = t.repeat_interleave(size, dim=1)[:, :length]  # (B, L)
-        draws = torch.rand(input_ids.shape, generator=generator, device=input_ids.device)
-        masked = (draws < self.schedule.mask_prob(t_token)) & maskable  # (B, L)
         noisy = input_ids.masked_fill(masked, self.mask_id)
         both = torch.cat([noisy, input_ids], dim=1)  # (B, 2L)
         keys = None if attention_mask is None else attention_mask.repeat(1, 2)  # (B, 2L)
@@ -171,17 +169,34 @@ class BlockDiffusion(Objective):
             )
         nll = F.cross_entropy(logits, input_ids[masked], reduction="none")  # (N,)
         weighted = nll * self.schedule.loss_weight(t_token)[masked]  # (N,)
-        block_of = masked.nonzero()  # (N, 2) row, position
-        flat = block_of[:, 0] * blocks + block_of[:, 1] // size  # (N,)
-        block_nll = torch.zeros(rows * blocks, device=nll.device).index_add_(0, flat, weighted)
-        slots = F.pad(maskable, (0, blocks * size - length)).view(rows, blocks, size)
-        masked_count = F.pad(masked, (0, blocks * size - length)).view(rows, blocks, size)
-        return (
-            block_nll.view(rows, blocks),
-            slots.sum(dim=2).float(),
-            t,
-            masked_count.sum(dim=2).float(),
-        )
+        where = masked.nonzero()  # (N, 2) row, position
+        flat = where[:, 0] * blocks + where[:, 1] // size  # (N,) row-major block index
+        summed = torch.zeros(rows * blocks, device=nll.device).index_add_(0, flat, weighted)
+        return summed.view(rows, blocks)
+
+    def weighted_nll(
+        self,
+        backbone: LogitsFn,
+        input_ids: Tensor,
+        attention_mask: Tensor | None,
+        generator: torch.Generator | None,
+        clip: Clip,
+        prompt_mask: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """One draw of the NELBO integrand. -> (block_nll (B, K), block_slots (B, K), t (B, K)).
+
+        Padding and (SFT) prompt tokens are never masked nor counted as slots.
+        """
+        maskable = torch.ones_like(input_ids, dtype=torch.bool)  # (B, L)
+        if attention_mask is not None:
+            maskable &= attention_mask.bool()
+        if prompt_mask is not None:
+            maskable &= ~prompt_mask.bool()
+        masked, t = self.draw_noise(maskable, clip, generator)
+        nll = self.block_nll(backbone, input_ids, attention_mask, masked, t)
+        padded = F.pad(maskable, (0, t.shape[1] * self.block_size - input_ids.shape[1]))
+        slots = padded.view(input_ids.shape[0], t.shape[1], self.block_size).sum(dim=2)
+        return nll, slots.float(), t
 
     # ---------------------------------------------------------------- training
     def training_range(self) -> Clip:
@@ -190,7 +205,7 @@ class BlockDiffusion(Objective):
     def training_loss(self, backbone: LogitsFn, batch: Batch) -> TrainingLoss:
         """Per-token NELBO (sum over blocks / token slots); SFT rows per response length."""
         prompt_mask = batch.get("prompt_mask")
-        block_nll, block_slots, t, _ = self.weighted_nll(
+        block_nll, block_slots, t = self.weighted_nll(
             backbone,
             batch["input_ids"],
             batch.get("attention_mask"),
@@ -224,13 +239,13 @@ class BlockDiffusion(Objective):
             batch.get("prompt_mask"),
         )
         for index, clip in enumerate(self.clip_search):
-            block_nll, block_slots, _, _ = self.weighted_nll(
+            block_nll, block_slots, _ = self.weighted_nll(
                 backbone, ids, attention, generator, clip, prompt
             )
             row = (block_nll.sum(1) / block_slots.sum(1).clamp_min(1.0)).double().cpu()  # (B,)
             moments = torch.stack([row.new_tensor(float(row.numel())), row.sum(), (row**2).sum()])
             self._clip_stats[index] += moments
-        block_nll, block_slots, _, _ = self.weighted_nll(
+        block_nll, block_slots, _ = self.weighted_nll(
             backbone, ids, attention, generator, (0.0, 1.0), prompt
         )
         return RowNLL(block_nll.sum(dim=1), block_slots.sum(dim=1))
@@ -287,21 +302,18 @@ class BlockDiffusion(Objective):
         generator: torch.Generator | None,
     ) -> tuple[Tensor, Tensor]:
         """(mean, standard error) of -NELBO over `mc_samples` draws, `batch_size` per pass."""
-        ids = torch.cat([prompt_ids, answer_ids])[None]  # (1, P + T)
-        prompt = torch.zeros_like(ids, dtype=torch.bool)
-        prompt[:, : prompt_ids.numel()] = True
-        draws = []
-        for first in range(0, mc_samples, batch_size):
-            rows = min(batch_size, mc_samples - first)
-            block_nll, _, _, _ = self.weighted_nll(
-                backbone,
-                ids.expand(rows, -1),
-                None,
-                generator,
-                (0.0, 1.0),
-                prompt.expand(rows, -1),
-            )
-            draws.append(-block_nll.sum(dim=1))  # (rows,)
+        ids = torch.cat([prompt_ids, answer_ids])[None].expand(mc_samples, -1)  # (S, P + T)
+        maskable = torch.ones_like(ids, dtype=torch.bool)
+        maskable[:, : prompt_ids.numel()] = False  # the prompt stays clean
+        # All draws first, then the passes: the estimate does not depend on `batch_size`.
+        masked, t = self.draw_noise(maskable, (0.0, 1.0), generator)  # (S, P + T), (S, K)
+        draws = [
+            -self.block_nll(
+                backbone, ids[first : first + batch_size], None,
+                masked[first : first + batch_size], t[first : first + batch_size],
+            ).sum(dim=1)
+            for first in range(0, mc_samples, batch_size)
+        ]  # fmt: skip
         values = torch.cat(draws).double()  # (mc_samples,)
         error = values.std() / math.sqrt(values.numel()) if values.numel() > 1 else values[0] * 0
         return values.mean().float(), error.float()
