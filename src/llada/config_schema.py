@@ -41,6 +41,7 @@ from llada.diffusion.schedules import (
 )
 from llada.generation import GenerationSettings
 from llada.models import hf
+from llada.models.hf_causal import causal_lm
 from llada.models.native import NativeTransformer
 
 __all__ = ["check_generate_config", "check_train_config"]
@@ -152,6 +153,8 @@ class NativeModelSchema:
     max_len: int = option(128, Range(1))
     tie_embeddings: bool = True
     causal: bool = False
+    token_shift: bool = False
+    init_from: str | None = None
     relations: ClassVar[tuple[Relation, ...]] = (
         Relation(
             ("dim", "n_heads"),
@@ -408,11 +411,12 @@ OBJECTIVES = {
 
 def attention_matches(objective: str | None, causal: bool | None, model: str | None) -> bool:
     """A known objective's attention pattern and a native/HF backbone's must agree."""
-    if objective not in OBJECTIVES or model not in (target(NativeTransformer), *HF_TARGETS):
+    known = (target(NativeTransformer), target(causal_lm), *HF_TARGETS)
+    if objective not in OBJECTIVES or model not in known:
         return True  # your own objective or backbone: the module checks it at build time
     attention = OBJECTIVES[objective].attention
-    if attention == "block_causal":  # a pattern per call: the native transformer takes one
-        return model == target(NativeTransformer) and not causal
+    if attention == "block_causal":  # a pattern per call: native and HF causal ones take one
+        return model in (target(NativeTransformer), target(causal_lm)) and not causal
     return (attention == "causal") == bool(causal)
 
 
@@ -422,7 +426,7 @@ TRAIN_RELATIONS = (
         attention_matches,
         "an objective whose attention matches the backbone: objective=ar with a causal model "
         "(model=ar_tiny/ar_small), objective=mdm with a bidirectional one, objective=bd3 with "
-        "the native bidirectional transformer (model=tiny/small) (got {1})",
+        "a backbone that takes attention patterns (model=tiny/small, model=hf_causal) (got {1})",
         problem="does not fit the backbone",
     ),
     # The end-of-run samples decode block by block, one step at least per block; found only after

@@ -32,6 +32,7 @@ from llada.ema import EMA_KEY
 from llada.errors import fail_cleanly
 from llada.models import hf_native, native
 from llada.models.hf import HFMaskedLM
+from llada.models.hf_causal import HFCausalLM
 from llada.models.hf_native import LladaNativePreTrainedModel
 from llada.models.native import NativeTransformer
 from llada.module import CHECKPOINT_KEY, DiffusionLM
@@ -67,6 +68,10 @@ def hf_model_of(model: DiffusionLM) -> PreTrainedModel:
     backbone = model.backbone
     if isinstance(backbone, HFMaskedLM):
         return backbone.model
+    if isinstance(backbone, HFCausalLM):  # AutoModelForCausalLM reloads it; the pattern and
+        backbone.model.config.mask_token_id = model.mask_id  # shift are how llada runs it
+        backbone.model.config.llada_token_shift = backbone.token_shift
+        return backbone.model
     if isinstance(backbone, NativeTransformer):
         tokenizer = model.tokenizer
         token_ids: dict[str, Any] = {
@@ -79,7 +84,8 @@ def hf_model_of(model: DiffusionLM) -> PreTrainedModel:
         return LladaNativePreTrainedModel.from_native(backbone, **token_ids)
     raise TypeError(
         f"cannot export a {type(backbone).__name__} backbone; supported: NativeTransformer "
-        "(model=tiny/small/...) and HF masked LMs (model=distilbert, model=hf)"
+        "(model=tiny/small/...), HF masked LMs (model=distilbert, model=hf) and HF causal LMs "
+        "(model=hf_causal)"
     )
 
 
@@ -111,7 +117,8 @@ def model_card(
     """README.md: what the directory holds and the lines that load it."""
     native_export = isinstance(hf_model, LladaNativePreTrainedModel)
     causal = bool(getattr(hf_model.config, "causal", False))
-    auto = "AutoModelForCausalLM" if causal else "AutoModelForMaskedLM"
+    adapted = isinstance(model.backbone, HFCausalLM)  # a causal LM turned diffusion model
+    auto = "AutoModelForCausalLM" if causal or adapted else "AutoModelForMaskedLM"
     remote = ", trust_remote_code=True" if native_export else ""
     kind = "autoregressive LM" if causal else "masked diffusion LM (mask predictor)"
     n_params = sum(p.numel() for p in hf_model.parameters())
@@ -147,7 +154,22 @@ def model_card(
             "installed, `import llada.models.hf_native` registers it instead.",
             "",
         ]
-    if causal:
+    if adapted:
+        lines += [
+            "Adapted from a causal LM: the weights load with the Auto class above, but llada runs "
+            f"them with the {model.objective.attention} attention of its objective (a 4-D mask, "
+            "not the causal one)"
+            + (
+                " and token shift (position i is predicted at i-1)"
+                if model.backbone.token_shift
+                else ""
+            )
+            + f"; `{model.tokenizer.mask_token}` (id {model.mask_id}) is the mask token. Use "
+            f"it as a diffusion model with `python -m llada.train model=hf_causal "
+            f"model.name_or_path={out}`.",
+            "",
+        ]
+    elif causal:
         lines += ["Sequences start with the `[EOS]` token (`bos_token_id`), as in training.", ""]
     else:
         lines += [
@@ -155,8 +177,9 @@ def model_card(
             "predicts; sample by unmasking an all-mask canvas over several steps.",
             "",
         ]
+    entry = "hf_causal" if adapted else "hf"
     lines += [
-        f"Train further or sample with llada: `python -m llada.train model=hf "
+        f"Train further or sample with llada: `python -m llada.train model={entry} "
         f"model.name_or_path={out}`.",
         "",
         "Training settings from the checkpoint:",

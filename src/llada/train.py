@@ -67,9 +67,15 @@ def refuse_to_overwrite(run_dir: Path, ckpt_path: str | None) -> None:
 
 def build_model(cfg: DictConfig, tokenizer: Any) -> DiffusionLM:
     """Backbone, objective (a partial: the module supplies the tokenizer's ids) and the module."""
-    backbone = instantiate(cfg.model)(vocab_size=len(tokenizer))
+    model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
+    init_from = model_cfg.pop("init_from", None)  # type: ignore[union-attr]  # not an argument
+    backbone = instantiate(model_cfg)(vocab_size=len(tokenizer))
     if hasattr(backbone, "fit_vocab"):  # pretrained weights, tokenizer with added tokens
         backbone.fit_vocab(len(tokenizer))
+    if init_from:
+        from llada.models.init_from import load_backbone_weights, read_ar_checkpoint
+
+        load_backbone_weights(backbone, read_ar_checkpoint(init_from)[0], init_from)
     return DiffusionLM(
         backbone=backbone,
         tokenizer=tokenizer,
@@ -133,6 +139,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         from llada.hub import load_tokenizer
 
         pretrained_tokenizer = load_tokenizer(tokenizer_source)
+    if cfg.model.get("init_from"):  # the AR checkpoint's tokenizer: its embedding rows
+        from llada.models.init_from import read_ar_checkpoint
+
+        pretrained_tokenizer = read_ar_checkpoint(cfg.model.init_from)[1]
     tokenizer = datamodule.prepare_tokenizer(pretrained_tokenizer)
     model = build_model(cfg, tokenizer)
     model.data_config = OmegaConf.to_container(cfg.data, resolve=True)

@@ -347,14 +347,15 @@ class BlockDiffusion(Objective):
 
     # --------------------------------------------------------------- decoding
     def decode(self, logits_fn: LogitsFn, canvas: Tensor, **options: Any) -> GenerationResult:
-        """Block by block with the exact KV cache; `steps` per block. Options the block decoder
-        does not take (the MDM's block_length, CFG's prompt_mask) do not apply here."""
+        """Block by block with the exact KV cache (recomputing the window instead where the
+        backbone has no cache or uses token shift; the tokens are the same); `steps` per block.
+        Options the block decoder does not take (block_length, CFG's prompt_mask) do not apply."""
         decoder = BlockDecoder(
             logits_fn,
             self.mask_id,
             self.block_size,
             getattr(logits_fn, "max_len", None),
-            use_cache=self.kv_cache,
+            use_cache=self.kv_cache and block_cache_fits(logits_fn),
         )
         taken = (
             "attention_mask", "gen_start", "generator", "eos_id", "eos_last", "forbid_ids",
@@ -367,6 +368,15 @@ class BlockDiffusion(Objective):
             remasking=options["remasking"],
             **{key: options[key] for key in taken if key in options},
         )
+
+
+def block_cache_fits(logits_fn: LogitsFn) -> bool:
+    """The exact cache needs the native cache hooks, and a shift-free reading of the outputs
+    (with token shift a block's first prediction is the output of a cached position)."""
+    backbone = getattr(logits_fn, "backbone", logits_fn)
+    return bool(getattr(backbone, "supports_kv_cache", False)) and not getattr(
+        backbone, "token_shift", False
+    )
 
 
 class _Patterned:

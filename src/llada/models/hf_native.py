@@ -97,8 +97,10 @@ class LladaNativeConfig(PretrainedConfig):
         init_std: float = 0.02,
         tie_word_embeddings: bool = True,
         mask_token_id: int | None = None,
+        token_shift: bool = False,
         **kwargs: Any,
     ) -> None:
+        self.token_shift = token_shift  # predictions read from the output before (AR-adapted)
         self.vocab_size, self.dim, self.n_layers, self.n_heads = vocab_size, dim, n_layers, n_heads
         self.mlp_hidden = mlp_hidden or default_mlp_hidden(dim)
         self.max_len, self.causal = max_len, causal
@@ -121,6 +123,7 @@ class LladaNativeConfig(PretrainedConfig):
             "n_heads": self.n_heads, "mlp_hidden": self.mlp_hidden, "max_len": self.max_len,
             "tie_embeddings": bool(self.tie_word_embeddings), "causal": bool(self.causal),
             "rope_theta": self.rope_theta, "init_std": self.init_std,
+            "token_shift": bool(self.token_shift),
         }  # fmt: skip
 
 

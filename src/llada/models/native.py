@@ -14,6 +14,43 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
+# ------------------------------------------------------------------------------ token shift
+# Models adapted from autoregressive ones (DiffuLLaMA, Dream, dllm A2D): an AR network's output at
+# i-1 predicts token i, and keeping that means reading each position's prediction from the output
+# at the position before it, among the queries it may attend to (ALGORITHMS.md section 8). In a
+# plain sequence that is column i-1 (a row's first real token keeps its own); in block diffusion's
+# [x_t ; x_0] the first token of a noisy block reads the clean token before it, the others the noisy
+# one, which the pattern selects. Here, not in a module of its own, so exports stay self-contained.
+def shift_sources(
+    visible: Tensor, pattern: Tensor | None = None, positions: Tensor | None = None
+) -> Tensor:
+    """Index (B, L) long of the query whose output predicts each position.
+
+    visible (B, L) bool; with `positions` (L,) the source is the visible query at position - 1
+    allowed by `pattern` ((L, L) or (B, L, L) bool); none (a row's first token): itself.
+    """
+    batch, length = visible.shape
+    index = torch.arange(length, device=visible.device)  # (L,)
+    if positions is None:
+        previous = (index - 1).clamp_min(0).expand(batch, -1)  # (B, L)
+        first = visible & (visible.long().cumsum(dim=1) == 1)  # each row's first real token
+        no_source = first | ~visible.gather(1, previous)
+        return torch.where(no_source, index.expand(batch, -1), previous)
+    before = positions[None, :] == positions[:, None] - 1  # (L, L): key at the position before
+    allowed = before if pattern is None else before & pattern.bool()  # (L, L) | (B, L, L)
+    allowed = allowed.expand(batch, length, length) & visible[:, None, :]  # (B, L, L)
+    source = allowed.float().argmax(dim=-1)  # (B, L): the unique allowed one, if any
+    return torch.where(allowed.any(dim=-1), source, index.expand(batch, -1))
+
+
+def shifted(
+    values: Tensor, visible: Tensor, pattern: Tensor | None = None, positions: Tensor | None = None
+) -> Tensor:
+    """values (B, L, D) (hidden states or logits) read at each position's source."""
+    sources = shift_sources(visible, pattern, positions)  # (B, L)
+    return values.gather(1, sources[..., None].expand(-1, -1, values.shape[-1]))
+
+
 class RMSNorm(nn.Module):
     def __init__(self, dim: int, eps: float = 1e-5) -> None:
         super().__init__()
@@ -241,15 +278,19 @@ class NativeTransformer(nn.Module):
         causal: bool = False,
         rope_theta: float = 10000.0,
         init_std: float = 0.02,
+        token_shift: bool = False,
     ) -> None:
+        """`token_shift`: read each position's prediction from the output before it (a model
+        started from an autoregressive checkpoint, `model.init_from`)."""
         super().__init__()
         mlp_hidden = mlp_hidden or 256 * ((8 * dim // 3 + 255) // 256)
         self.hparams: dict[str, Any] = {
             "vocab_size": vocab_size, "dim": dim, "n_layers": n_layers, "n_heads": n_heads,
             "mlp_hidden": mlp_hidden, "max_len": max_len, "tie_embeddings": tie_embeddings,
             "causal": causal, "rope_theta": rope_theta, "init_std": init_std,
+            "token_shift": token_shift,
         }  # fmt: skip
-        self.max_len, self.causal = max_len, causal
+        self.max_len, self.causal, self.token_shift = max_len, causal, token_shift
         rope = RotaryEmbedding(dim // n_heads, max_len, rope_theta)
         self.embed = nn.Embedding(vocab_size, dim)
         self.blocks = nn.ModuleList(
@@ -345,6 +386,14 @@ class NativeTransformer(nn.Module):
         x = self.embed(input_ids)  # (B, L, dim)
         for block in self.blocks:
             x = block(x, attn_bias, where, kv)
+        if self.token_shift:  # per position, so the shift can come before the head
+            if kv is not None:
+                raise ValueError(
+                    "KV caches read outputs that token shift would take from cached positions; "
+                    "decode without the cache (sampler.kv_cache=false) for model.token_shift=true"
+                )
+            keys = torch.ones_like(input_ids, dtype=torch.bool) if visible is None else visible
+            x = shifted(x, keys, attention, positions)
         if output_mask is not None:
             x = x[output_mask]  # (N, dim)
         return self.lm_head(self.norm(x))  # (B, L, V) or (N, V)
