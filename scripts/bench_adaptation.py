@@ -40,6 +40,11 @@ def curve(run_dir: Path) -> list[tuple[int, float]]:
     return points
 
 
+def finished(run_dir: Path) -> bool:
+    """A run that ended: kept when the script is run again (an interrupted run continues)."""
+    return (run_dir / "checkpoints" / "last.ckpt").is_file() and (run_dir / "metrics.csv").is_file()
+
+
 def train(run_dir: Path, steps: int, seed: int, overrides: list[str]) -> None:
     command = [
         sys.executable, "-m", "llada.train", "experiment=quick", f"seed={seed}", "data.seed=0",
@@ -70,7 +75,7 @@ def main() -> None:
 
     print(f"machine: {summary()}", flush=True)
     ar_dir = args.runs / "ar"
-    if not args.reuse:
+    if not (args.reuse or finished(ar_dir)):
         train(ar_dir, args.steps, 0, ["model=ar_tiny"])
     ar_ckpt = ar_dir / "checkpoints" / "last.ckpt"
     results: dict[str, Any] = {"ar": curve(ar_dir)}
@@ -82,7 +87,7 @@ def main() -> None:
                 overrides = [*OBJECTIVES[objective], *extra]
                 if start != "random init":
                     overrides.append(f"model.init_from={ar_ckpt}")
-                if not args.reuse:
+                if not (args.reuse or finished(run_dir)):
                     train(run_dir, args.steps, seed, overrides)
                 runs.append(curve(run_dir))
             results[f"{objective} / {start}"] = runs

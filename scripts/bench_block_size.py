@@ -66,6 +66,11 @@ def read_run(run_dir: Path) -> dict[str, Any]:
     }
 
 
+def finished(run_dir: Path) -> bool:
+    """A run that ended (its final checkpoint is there): kept when the script is run again."""
+    return (run_dir / "checkpoints" / "last.ckpt").is_file() and (run_dir / "metrics.csv").is_file()
+
+
 def train(setting: str, seed: int, run_dir: Path, steps: int, overrides: list[str]) -> float:
     command = [
         sys.executable, "-m", "llada.train", "experiment=quick", *SETTINGS[setting],
@@ -90,7 +95,12 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--steps", type=int, default=400)
     parser.add_argument("--runs", type=Path, default=REPO / "outputs" / "bench_block_size")
-    parser.add_argument("--reuse", action="store_true", help="read finished runs, train none")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="read runs, train none (finished "
+        "runs are always kept: an interrupted sweep continues where it stopped)",
+    )
     parser.add_argument("--only", nargs="+", choices=list(SETTINGS), default=list(SETTINGS))
     args, overrides = parser.parse_known_args()
     sys.path.insert(0, str(REPO / "src"))
@@ -103,7 +113,7 @@ def main() -> None:
         for seed in args.seeds:
             run_dir = args.runs / slug(setting) / f"seed{seed}"
             seconds = None
-            if not args.reuse:
+            if not (args.reuse or finished(run_dir)):
                 seconds = train(setting, seed, run_dir, args.steps, overrides)
             runs.append({"seed": seed, "seconds": seconds, **read_run(run_dir)})
             print(f"  seed {seed}: final {runs[-1]['final_ppl']:.1f}", flush=True)
