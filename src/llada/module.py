@@ -197,8 +197,9 @@ class DiffusionLM(L.LightningModule):
             return
         values = self.val_bound.compute()
         self.log_dict({f"val/{name}": value for name, value in values.items()}, prog_bar=True)
-        summary = self.objective.validation_summary()
-        if summary and not self.trainer.sanity_checking:
+        sanity = self.trainer.sanity_checking
+        summary = self.objective.validation_summary(apply=not sanity)
+        if summary and not sanity:
             self.log_dict(summary)
         if not self.trainer.sanity_checking:
             self.last_validated_step = self.global_step

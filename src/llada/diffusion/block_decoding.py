@@ -25,8 +25,7 @@ from llada.diffusion.sampling import (
     GenerationResult,
     MaskProb,
     recorder,
-    schedule_tokens_per_step,
-    tokens_per_step,
+    step_plan_for,
 )
 from llada.diffusion.token_choice import TokenChooser
 from llada.models.native import BlockKVCache
@@ -63,7 +62,7 @@ def window_start(end: int, block_size: int, context: int | None) -> int:
     return -(-(end - context) // block_size) * block_size  # ceil to the block grid
 
 
-def left_aligned(canvas: Tensor, visible: Tensor) -> Tensor:
+def left_aligned(visible: Tensor) -> Tensor:
     """Column order (B, W) that moves each row's visible tokens to its start (stable)."""
     return torch.sort((~visible).to(torch.int8), dim=1, stable=True).indices
 
@@ -107,6 +106,8 @@ class BlockDecoder:
         started = time.perf_counter()
         if steps < 1:
             raise ValueError(f"steps must be >= 1, got {steps}")
+        if eos_last and eos_id is None:
+            raise ValueError("eos_last=True needs eos_id (the end-of-sequence token id)")
         batch, width = canvas.shape
         device = canvas.device
         visible = (
@@ -116,7 +117,7 @@ class BlockDecoder:
         )
         columns = torch.arange(width, device=device)
         to_fill = (canvas == self.mask_id) & visible & (columns >= gen_start)  # (B, W)
-        order = left_aligned(canvas, visible)  # (B, W)
+        order = left_aligned(visible)  # (B, W)
         ids = canvas.gather(1, order)  # (B, W) aligned
         valid, fill = visible.gather(1, order), to_fill.gather(1, order)  # (B, W)
         # Given tokens after a position: a row may stop at EOS only where none follow.
@@ -135,11 +136,7 @@ class BlockDecoder:
             eos_id=eos_id,
             eos_last=eos_last,
             forbid_ids=forbid_ids,
-            step_plan=(
-                tokens_per_step
-                if mask_prob is None
-                else lambda n, s: schedule_tokens_per_step(n, s, mask_prob)
-            ),
+            step_plan=step_plan_for(mask_prob),
         )
         n_blocks = -(-width // self.block_size)
         first = next(

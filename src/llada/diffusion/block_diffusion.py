@@ -250,7 +250,7 @@ class BlockDiffusion(Objective):
         )
         return RowNLL(block_nll.sum(dim=1), block_slots.sum(dim=1))
 
-    def validation_summary(self) -> dict[str, float]:
+    def validation_summary(self, apply: bool = True) -> dict[str, float]:
         """After a validation: each candidate's loss variance, and the range now in use."""
         if not self.clip_search or self._clip_stats[:, 0].min() < 2:
             self._clip_stats.zero_()
@@ -258,13 +258,14 @@ class BlockDiffusion(Objective):
         count, total, squares = self._clip_stats.unbind(dim=1)
         variance = (squares - total**2 / count) / (count - 1)  # (G,) unbiased, across rows
         self._clip_stats.zero_()
-        best = int(variance.argmin())
-        self.clip = self.clip_search[best]
+        best = self.clip_search[int(variance.argmin())]
+        if apply:
+            self.clip = best
         logs = {
             f"val/loss_var/t{low:g}-{high:g}": float(value)
             for (low, high), value in zip(self.clip_search, variance.tolist(), strict=True)
         }
-        return {**logs, "val/clip_t_min": self.clip[0], "val/clip_t_max": self.clip[1]}
+        return {**logs, "val/clip_t_min": best[0], "val/clip_t_max": best[1]}
 
     # -------------------------------------------------------------- likelihood
     def log_likelihood(

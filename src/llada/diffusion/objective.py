@@ -88,8 +88,9 @@ class Objective(ABC):
         """Restore `state()` from a checkpoint."""
         return None
 
-    def validation_summary(self) -> dict[str, float]:
-        """Scalars to log after a validation epoch besides the bound (and reset what led to them)."""
+    def validation_summary(self, apply: bool = True) -> dict[str, float]:
+        """Scalars to log after a validation epoch besides the bound; resets what led to them.
+        `apply=False` (Lightning's sanity check): measure, but change nothing for training."""
         return {}
 
     def check_backbone(self, backbone: Any) -> None:

@@ -64,6 +64,13 @@ def schedule_tokens_per_step(n_masked: Tensor, steps: int, mask_prob: MaskProb) 
     return torch.stack(counts, dim=1)  # (B, S)
 
 
+def step_plan_for(mask_prob: MaskProb | None) -> StepPlan:
+    """LLaDA's linear split, or the masking schedule's (`schedule_steps`) when given m(t)."""
+    if mask_prob is None:
+        return tokens_per_step
+    return lambda n_masked, steps: schedule_tokens_per_step(n_masked, steps, mask_prob)
+
+
 @dataclass
 class GenerationResult:
     """Final canvas plus the cost of getting there (and, when recorded, the path)."""
@@ -299,11 +306,7 @@ def generate(
         eos_id=eos_id,
         eos_last=eos_last,
         forbid_ids=forbid_ids,
-        step_plan=(
-            tokens_per_step
-            if mask_prob is None
-            else lambda n, s: schedule_tokens_per_step(n, s, mask_prob)
-        ),
+        step_plan=step_plan_for(mask_prob),
         reuse_logits=reuse_logits,
         on_step=recorder(result) if record else None,
     )
