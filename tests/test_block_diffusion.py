@@ -300,6 +300,7 @@ def bd3_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
 def test_bd3_trains_validates_and_chooses_a_clip(bd3_run: dict) -> None:
     metrics = bd3_run["metrics"]
     assert 1.0 < metrics["val/ppl"] < 10 * 512
+    assert (bd3_run["run_dir"] / "denoising.gif").stat().st_size > 0  # the visualisation too
     with (bd3_run["run_dir"] / "metrics.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     chosen = [r for r in rows if r.get("val/clip_t_min")]
@@ -332,6 +333,10 @@ def test_bd3_generate_and_eval_clis(bd3_run: dict, tmp_path: Path) -> None:
     common = [f"ckpt={ckpt}", "sampler=greedy", "n_tokens=40", "sampler.steps=4", SCRATCH_RUN_DIR]
     one, two = (run_cli("llada.generate", *common, "prompt=the") for _ in range(2))
     assert one.stdout.strip() and one.stdout == two.stdout
+    gif, html = tmp_path / "d.gif", tmp_path / "d.html"
+    run_cli("llada.generate", *common, "prompt=the", "visualize=true", f"viz.gif={gif}",
+            f"viz.html={html}")  # fmt: skip
+    assert gif.stat().st_size > 0 and "step" in html.read_text().lower()
     run_cli(
         "llada.eval", f"ckpt={ckpt}", "val_batches=2", "num_samples=2", "batch_size=2",
         f"hydra.run.dir={tmp_path}",
