@@ -249,3 +249,61 @@ def test_an_adapted_gpt2_trains_exports_and_reloads(tmp_path: Path) -> None:
     for name, value in model.backbone.model.state_dict().items():
         assert torch.equal(reloaded.state_dict()[name], value), name
     assert "model=hf_causal" in (out / "README.md").read_text()
+
+
+# ------------------------------------------------------------------ attention-mask annealing
+class PatternSpy(torch.nn.Module):
+    """A native backbone that keeps the attention pattern of its last call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = NativeTransformer(VOCAB, dim=16, n_layers=1, n_heads=2, max_len=32)
+        self.causal, self.max_len = False, 32
+        self.supports_output_mask = self.supports_attention_pattern = True
+        self.pattern = None
+
+    def forward(self, ids, attention_mask=None, **options):
+        self.pattern = options.get("attention")
+        return self.net(ids, attention_mask, **options)
+
+
+@pytest.mark.parametrize("objective", ["mdm", "bd3"])
+def test_attention_anneals_from_causal_to_the_target(objective: str) -> None:
+    from llada.diffusion.mdm import MaskedDiffusion
+
+    spy = PatternSpy()
+    if objective == "mdm":
+        built = MaskedDiffusion(mask_id=VOCAB - 1, causal_anneal_steps=100, random_length_prob=0)
+        target = torch.ones(16, 16, dtype=torch.bool)
+        positions = torch.arange(16)
+    else:
+        built = BlockDiffusion(block_size=4, mask_id=VOCAB - 1, causal_anneal_steps=100)
+        target = training_pattern(16, 4)
+        positions = torch.arange(16).repeat(2)
+    built.check_backbone(spy)
+    batch = {"input_ids": torch.randint(0, VOCAB - 1, (2, 16))}
+    later = positions[None, :] > positions[:, None]  # entries to a later position
+    torch.manual_seed(0)
+    built.at_step(0)
+    built.training_loss(spy, batch)
+    assert torch.equal(spy.pattern, target & ~later)  # causal at the start
+    built.at_step(50)
+    built.training_loss(spy, batch)
+    opened = (spy.pattern & later).sum() / (target & later).sum()
+    assert 0.35 < float(opened) < 0.65 and torch.equal(spy.pattern & ~later, target & ~later)
+    built.at_step(100)
+    built.training_loss(spy, batch)
+    if objective == "mdm":
+        assert spy.pattern is None  # annealing over: plain bidirectional calls
+    else:
+        assert torch.equal(spy.pattern, target)
+
+
+def test_annealing_needs_a_backbone_that_takes_patterns() -> None:
+    from llada.diffusion.mdm import MaskedDiffusion
+    from llada.models.hf import distilbert
+
+    masked_lm = distilbert(vocab_size=20, dim=16, n_layers=1, n_heads=2, hidden_dim=32)
+    with pytest.raises(ValueError, match="causal_anneal_steps=10 needs a backbone") as info:
+        MaskedDiffusion(mask_id=19, causal_anneal_steps=10).check_backbone(masked_lm)
+    assert "\n" not in str(info.value)

@@ -233,6 +233,7 @@ class MaskedDiffusionSchema:
     antithetic_time: bool = True
     random_length_prob: float = option(0.01, Range(0, 1))
     cfg_prompt_dropout: float = option(0.0, Range(0, 1))
+    causal_anneal_steps: int = option(0, Range(0))
 
 
 @dataclass
@@ -244,6 +245,7 @@ class BlockDiffusionSchema:
     zero_mask_prob: bool = True
     clip_search: Any = None
     kv_cache: bool = True
+    causal_anneal_steps: int = option(0, Range(0))
 
 
 @dataclass

@@ -146,6 +146,7 @@ class DiffusionLM(L.LightningModule):
 
     # --------------------------------------------------------------- training
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor | None:
+        self.objective.at_step(self.global_step)
         out = self.objective.training_loss(self.backbone, batch)
         self.log("train/loss", out.loss, prog_bar=True)
         if out.t is not None and out.row_loss is not None:

@@ -26,7 +26,16 @@ from torch import Tensor
 
 from llada.diffusion.block_decoding import BlockDecoder, training_pattern
 from llada.diffusion.noising import sample_times
-from llada.diffusion.objective import Batch, Objective, RowNLL, TrainingLoss, logits_at
+from llada.diffusion.objective import (
+    Batch,
+    Objective,
+    Patterned,
+    RowNLL,
+    TrainingLoss,
+    anneal_causal,
+    annealable,
+    logits_at,
+)
 from llada.diffusion.remasking import LowConfidenceRemasking
 from llada.diffusion.sampling import GenerationResult, LogitsFn
 from llada.diffusion.token_choice import Greedy
@@ -51,9 +60,13 @@ class BlockDiffusion(Objective):
         zero_mask_prob: bool = True,
         clip_search: Sequence[Sequence[float]] | None = None,
         kv_cache: bool = True,
+        causal_anneal_steps: int = 0,
         **ids_and_schedule: Any,
     ) -> None:
+        """`causal_anneal_steps` N > 0: training attention inside each block starts causal and
+        opens up to the block pattern over the first N steps (for models started from AR ones)."""
         super().__init__(**ids_and_schedule)
+        self.causal_anneal_steps = int(causal_anneal_steps)
         if int(block_size) < 1:
             raise ValueError(f"objective.block_size must be >= 1, got {block_size}")
         self.block_size = int(block_size)
@@ -80,6 +93,7 @@ class BlockDiffusion(Objective):
             "zero_mask_prob": self.zero_mask_prob,
             "clip_search": [list(pair) for pair in self.clip_search] or None,
             "kv_cache": self.kv_cache,
+            "causal_anneal_steps": self.causal_anneal_steps,
         }
 
     def state(self) -> dict[str, Any]:
@@ -98,6 +112,7 @@ class BlockDiffusion(Objective):
                 f"(forward(..., attention=, positions=, kv=)); {type(backbone).__name__} does "
                 "not: use the native transformer (model=tiny/small)"
             )
+        annealable(backbone, self.causal_anneal_steps)
         context = getattr(backbone, "max_len", None)
         if context is not None and self.block_size > context:
             raise ValueError(
@@ -148,6 +163,7 @@ class BlockDiffusion(Objective):
         attention_mask: Tensor | None,
         masked: Tensor,
         t: Tensor,
+        anneal: bool = False,
     ) -> Tensor:
         """w(t_b)-weighted -log p of the masked tokens, summed per block, in one pass over
         [x_t ; x_0] with the block-diffusion pattern. -> (B, K)."""
@@ -159,9 +175,11 @@ class BlockDiffusion(Objective):
         keys = None if attention_mask is None else attention_mask.repeat(1, 2)  # (B, 2L)
         positions = torch.arange(length, device=input_ids.device).repeat(2)  # (2L,)
         pattern = training_pattern(length, size, input_ids.device)  # (2L, 2L)
+        if anneal and self.step < self.causal_anneal_steps:
+            pattern = anneal_causal(pattern, self.step, self.causal_anneal_steps, positions)
         scored = torch.cat([masked, torch.zeros_like(masked)], dim=1)  # (B, 2L)
         logits = logits_at(
-            _Patterned(backbone, pattern, positions), both, keys, scored
+            Patterned(backbone, pattern, positions), both, keys, scored
         ).float()  # (N, V)
         if self.zero_mask_prob and 0 <= self.mask_id < logits.shape[-1]:
             logits = logits.index_fill(
@@ -182,6 +200,7 @@ class BlockDiffusion(Objective):
         generator: torch.Generator | None,
         clip: Clip,
         prompt_mask: Tensor | None = None,
+        anneal: bool = False,
     ) -> tuple[Tensor, Tensor, Tensor]:
         """One draw of the NELBO integrand. -> (block_nll (B, K), block_slots (B, K), t (B, K)).
 
@@ -193,7 +212,7 @@ class BlockDiffusion(Objective):
         if prompt_mask is not None:
             maskable &= ~prompt_mask.bool()
         masked, t = self.draw_noise(maskable, clip, generator)
-        nll = self.block_nll(backbone, input_ids, attention_mask, masked, t)
+        nll = self.block_nll(backbone, input_ids, attention_mask, masked, t, anneal)
         padded = F.pad(maskable, (0, t.shape[1] * self.block_size - input_ids.shape[1]))
         slots = padded.view(input_ids.shape[0], t.shape[1], self.block_size).sum(dim=2)
         return nll, slots.float(), t
@@ -212,6 +231,7 @@ class BlockDiffusion(Objective):
             None,
             self.training_range(),
             prompt_mask,
+            anneal=True,
         )
         row_nll, row_slots = block_nll.sum(dim=1), block_slots.sum(dim=1)  # (B,)
         row_loss = row_nll / row_slots.clamp_min(1.0)  # (B,)
@@ -378,16 +398,3 @@ def block_cache_fits(logits_fn: LogitsFn) -> bool:
     return bool(getattr(backbone, "supports_kv_cache", False)) and not getattr(
         backbone, "token_shift", False
     )
-
-
-class _Patterned:
-    """A backbone call with a fixed attention pattern and positions (for `logits_at`)."""
-
-    def __init__(self, backbone: LogitsFn, pattern: Tensor, positions: Tensor) -> None:
-        self.backbone, self.pattern, self.positions = backbone, pattern, positions
-        self.supports_output_mask = getattr(backbone, "supports_output_mask", False)
-
-    def __call__(self, ids: Tensor, attention_mask: Tensor | None, **options: Any) -> Tensor:
-        return self.backbone(
-            ids, attention_mask, attention=self.pattern, positions=self.positions, **options
-        )

@@ -17,7 +17,16 @@ from torch import Tensor
 from llada.diffusion.likelihood import conditional_log_likelihood
 from llada.diffusion.losses import masked_nll_per_row
 from llada.diffusion.noising import noise_batch
-from llada.diffusion.objective import Batch, Objective, RowNLL, TrainingLoss, logits_at
+from llada.diffusion.objective import (
+    Batch,
+    Objective,
+    Patterned,
+    RowNLL,
+    TrainingLoss,
+    anneal_causal,
+    annealable,
+    logits_at,
+)
 from llada.diffusion.remasking import LowConfidenceRemasking
 from llada.diffusion.sampling import GenerationResult, LogitsFn, generate
 from llada.diffusion.sft import drop_prompt_for_cfg, sft_loss
@@ -37,19 +46,28 @@ class MaskedDiffusion(Objective):
         antithetic_time: bool = True,
         random_length_prob: float = 0.01,
         cfg_prompt_dropout: float = 0.0,
+        causal_anneal_steps: int = 0,
         **ids_and_schedule: Any,
     ) -> None:
+        """`causal_anneal_steps` N > 0: pretraining attention starts causal and opens up to
+        bidirectional over the first N steps (DiffuLLaMA; for models started from AR ones)."""
         super().__init__(**ids_and_schedule)
         self.antithetic_time = antithetic_time
         self.random_length_prob = random_length_prob
         self.cfg_prompt_dropout = cfg_prompt_dropout
+        self.causal_anneal_steps = int(causal_anneal_steps)
 
     def options(self) -> dict[str, Any]:
         return {
             "antithetic_time": self.antithetic_time,
             "random_length_prob": self.random_length_prob,
             "cfg_prompt_dropout": self.cfg_prompt_dropout,
+            "causal_anneal_steps": self.causal_anneal_steps,
         }
+
+    def check_backbone(self, backbone: Any) -> None:
+        super().check_backbone(backbone)
+        annealable(backbone, self.causal_anneal_steps)
 
     # ---------------------------------------------------------------- training
     def weighted_nll(
@@ -99,6 +117,10 @@ class MaskedDiffusion(Objective):
         if "prompt_mask" in batch:
             return TrainingLoss(self.sft_loss(backbone, batch))
         batch = self.random_length(batch)
+        if self.step < self.causal_anneal_steps:
+            length = batch["input_ids"].shape[1]
+            full = torch.ones(length, length, dtype=torch.bool, device=batch["input_ids"].device)
+            backbone = Patterned(backbone, anneal_causal(full, self.step, self.causal_anneal_steps))
         row_nll, slots, t = self.weighted_nll(
             backbone, batch["input_ids"], batch.get("attention_mask"), None
         )

@@ -53,6 +53,43 @@ def logits_at(backbone: LogitsFn, ids: Tensor, attention_mask: Tensor | None, at
     return backbone(ids, attention_mask)[at]  # (N, V)
 
 
+class Patterned:
+    """A backbone call with a fixed attention pattern (and positions): for `logits_at`."""
+
+    def __init__(self, backbone: LogitsFn, pattern: Tensor, positions: Tensor | None = None):
+        self.backbone, self.pattern, self.positions = backbone, pattern, positions
+        self.supports_output_mask = getattr(backbone, "supports_output_mask", False)
+
+    def __call__(self, ids: Tensor, attention_mask: Tensor | None, **options: Any) -> Tensor:
+        if self.positions is not None:
+            options["positions"] = self.positions
+        return self.backbone(ids, attention_mask, attention=self.pattern, **options)
+
+
+def anneal_causal(target: Tensor, step: int, steps: int, positions: Tensor | None = None) -> Tensor:
+    """DiffuLLaMA's attention-mask annealing: start causal, open up to `target` over `steps`.
+
+    target (L, L) bool; `positions` (L,) of the queries/keys (default 0..L-1; block diffusion's
+    [x_t ; x_0] repeats them). Each allowed entry to a later position opens with probability
+    step / steps (torch's global RNG, so a resumed run draws the same); entries to the same or
+    an earlier position stay as the target has them.
+    """
+    if positions is None:
+        positions = torch.arange(target.shape[-1], device=target.device)
+    causal = positions[None, :] <= positions[:, None]  # (L, L)
+    opened = torch.rand(target.shape, device=target.device) < step / steps
+    return target & (causal | opened)
+
+
+def annealable(backbone: Any, steps: int) -> None:
+    """objective.causal_anneal_steps needs a backbone that takes attention patterns."""
+    if steps > 0 and not getattr(backbone, "supports_attention_pattern", False):
+        raise ValueError(
+            f"objective.causal_anneal_steps={steps} needs a backbone that takes attention "
+            f"patterns (model=tiny/small, model=hf_causal); {type(backbone).__name__} does not"
+        )
+
+
 class Objective(ABC):
     """Base of the objectives: token ids, the masking schedule, the recipe for checkpoints."""
 
@@ -79,6 +116,12 @@ class Objective(ABC):
         """A `_target_` recipe: `instantiate(recipe, mask_id=..., eos_id=..., schedule=...)`."""
         cls = type(self)
         return {"_target_": f"{cls.__module__}.{cls.__qualname__}", **self.options()}
+
+    def at_step(self, step: int) -> None:
+        """The optimizer step about to be taken (for options that change over training)."""
+        self.step = step
+
+    step = 0
 
     def state(self) -> dict[str, Any]:
         """What training changes besides the weights (checkpointed, restored on resume)."""
