@@ -342,3 +342,43 @@ def test_eos_last_needs_eos_id_and_options_are_checked() -> None:
     with pytest.raises(TypeError, match="tau"):
         make_remasking("threshold", tau=0.9)
     assert set(REMASKINGS) >= {"margin", "entropy", "threshold", "remdm"}
+
+
+def test_factor_rule_commits_the_largest_safe_prefix_and_at_least_one() -> None:
+    score = torch.tensor(
+        [[0.99, 0.95, 0.6, 0.2], [0.3, 0.1, 0.2, 0.05], [0.99, 0.98, 0.97, float("-inf")]]
+    )
+    eligible = torch.tensor([[True] * 4, [True] * 4, [True, True, True, False]])
+    planned = torch.tensor([1, 1, 1])
+    # (n + 1)(1 - c_n) < f: row 0 at f=1: 0.02, 0.15 fit, 1.6 does not -> 2; f=2 -> 3.
+    assert make_remasking("factor", factor=1.0).commit_count(score, eligible, planned).tolist() == [
+        2,
+        1,
+        3,
+    ]
+    assert make_remasking("factor", factor=2.0).commit_count(score, eligible, planned).tolist() == [
+        3,
+        1,
+        3,
+    ]
+    with pytest.raises(ValueError, match=r"remasking\.factor must be > 0"):
+        make_remasking("factor", factor=0.0)
+
+
+def test_adaptive_rules_report_each_samples_own_passes() -> None:
+    """Row 0 is certain (one pass fills its block), row 1 is not (one token per pass): the
+    batch takes 4 passes per block, row 0's own count is one per block."""
+    table = torch.full((2, 8, 6), -20.0)
+    table[0, torch.arange(8), torch.arange(8) % 6] = 20.0  # row 0: p(top1) ~ 1
+    table[1] = 0.1 * torch.randn(8, 6, generator=torch.Generator().manual_seed(0))
+
+    def model(canvas: Tensor, attention_mask: Tensor | None) -> Tensor:
+        return table[: canvas.shape[0]]
+
+    canvas = torch.full((2, 8), MASK)
+    for name in ("threshold", "factor"):
+        result = generate(
+            model, canvas, MASK, steps=2, chooser=Greedy(), remasking=make_remasking(name),
+            block_length=4,
+        )  # fmt: skip
+        assert result.nfe == 8 and result.row_nfe.tolist() == [2, 8], name

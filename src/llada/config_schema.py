@@ -115,6 +115,11 @@ class ThresholdRemaskingSchema(RemaskingSchema):
 
 
 @dataclass
+class FactorRemaskingSchema(RemaskingSchema):
+    factor: float = option(1.0, Range(0, low_open=True))
+
+
+@dataclass
 class RemdmRemaskingSchema(RemaskingSchema):
     sigma: float = option(0.05, Range(0, 1, high_open=True))
     count: int | None = option(None, Range(0))  # set: a fixed count instead of the fraction sigma
@@ -349,7 +354,11 @@ class Group:
 
 
 HF_TARGETS = (target(hf.distilbert), target(hf.masked_lm))  # Hugging Face backbones
-REMASKING_OPTIONS = {"threshold": ThresholdRemaskingSchema, "remdm": RemdmRemaskingSchema}
+REMASKING_OPTIONS = {
+    "threshold": ThresholdRemaskingSchema,
+    "factor": FactorRemaskingSchema,
+    "remdm": RemdmRemaskingSchema,
+}
 SHARED_GROUPS = (
     Group("sampler", SamplerSchema, closed=True),
     Group(

@@ -62,9 +62,9 @@ def run_generation(cfg: DictConfig) -> list[dict[str, Any]]:
     if record:
         show_trajectory(model, out, start, cfg)
     records = [
-        {"prompt": p, "text": text, **out.settings, "nfe": out.nfe,
+        {"prompt": p, "text": text, **out.settings, "nfe": out.nfe, "sample_nfe": own,
          "seconds": round(out.seconds, 4), "tokens_per_second": round(out.tokens_per_second, 1)}
-        for p, text in zip(out.prompts, out.texts, strict=True)
+        for p, text, own in zip(out.prompts, out.texts, out.sample_nfe, strict=True)
     ]  # fmt: skip
     for record_ in records:
         print(record_["text"] if cfg.plain else json.dumps(record_))

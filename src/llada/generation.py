@@ -170,6 +170,7 @@ class Generation:
     settings: dict[str, Any] = field(default_factory=dict)
     trajectory: list[Tensor] = field(default_factory=list)  # canvas per step when record=True
     gen_start: int = 0  # the first generated column of the canvas the decoder filled
+    sample_nfe: list[int] = field(default_factory=list)  # per sample: passes while it had masks
 
     @property
     def tokens_per_second(self) -> float:
@@ -344,6 +345,13 @@ def decode_canvas(
         lm.train(was_training)
 
 
+def sample_nfe(result: GenerationResult) -> list[int]:
+    """Each row's own forward passes (all of the batch's when the decoder does not count)."""
+    if result.row_nfe is None:
+        return [result.nfe] * result.tokens.shape[0]
+    return [int(n) for n in result.row_nfe]
+
+
 def generate_text(
     lm: TextLM,
     prompts: list[str | None],
@@ -370,6 +378,7 @@ def generate_text(
         settings=settings.as_dict(),
         trajectory=result.trajectory,
         gen_start=gen_start,
+        sample_nfe=sample_nfe(result),
     )
 
 
@@ -393,4 +402,5 @@ def infill_text(
         seconds=result.seconds,
         settings=settings.as_dict(),
         trajectory=result.trajectory,
+        sample_nfe=sample_nfe(result),
     )

@@ -119,6 +119,27 @@ class ThresholdRemasking(LowConfidenceRemasking):
         return above.sum(dim=1).clamp_min(1)  # (B,)
 
 
+class FactorRemasking(LowConfidenceRemasking):
+    """Fast-dLLM's factor rule: with the block's confidences sorted c_1 >= c_2 >= ..., commit
+    the largest n with (n + 1) * (1 - c_n) < factor, and at least one.
+
+    More tokens commit together the surer the model is of all of them (a bound on the chance
+    that any of the n is wrong); the number of steps adapts, as with `threshold`.
+    """
+
+    def __init__(self, factor: float = 1.0) -> None:
+        super().__init__()
+        if factor <= 0:
+            raise ValueError(f"remasking.factor must be > 0, got {factor}")
+        self.factor = factor
+
+    def commit_count(self, score: Tensor, eligible: Tensor, planned_k: Tensor) -> Tensor:
+        ranked = torch.sort(score.masked_fill(~eligible, float("-inf")), dim=1, descending=True)
+        n = torch.arange(1, score.shape[1] + 1, device=score.device)  # (L,)
+        fits = (n + 1) * (1 - ranked.values.double()) < self.factor  # (B, L), a prefix per row
+        return fits.sum(dim=1).clamp_min(1)  # (B,)
+
+
 class RemdmRemasking(LowConfidenceRemasking):
     """ReMDM-style error correction: commit like low_confidence, then mask again the lowest-confidence
     tokens committed earlier, so a later step may change them.
@@ -160,6 +181,7 @@ REMASKINGS: dict[str, type[Remasking]] = {
     "margin": MarginRemasking,
     "entropy": EntropyRemasking,
     "threshold": ThresholdRemasking,
+    "factor": FactorRemasking,
     "remdm": RemdmRemasking,
 }
 

@@ -76,12 +76,18 @@ class GenerationResult:
     """Final canvas plus the cost of getting there (and, when recorded, the path)."""
 
     tokens: Tensor  # (B, L) final canvas
-    nfe: int  # network evaluations; a CFG step costs 2
+    nfe: int  # network evaluations of the batch; a CFG step costs 2
     seconds: float
+    # (B,) evaluations while each row still had masks to fill: its own cost (adaptive rules
+    # such as threshold finish some rows before others)
+    row_nfe: Tensor | None = None
     trajectory: list[Tensor] = field(default_factory=list)  # canvas (B, L) after each step, CPU
     confidences: list[Tensor] = field(
         default_factory=list
     )  # (B, L) float32 per step, NaN off-block
+
+    def add_row_nfe(self, counts: Tensor) -> None:
+        self.row_nfe = counts.cpu() if self.row_nfe is None else self.row_nfe + counts.cpu()
 
 
 def block_plan(
@@ -198,6 +204,7 @@ class BlockDenoiser:
                 raw_logits, evaluations = forward(canvas)  # (B, L, V)
                 logits = _filtered_logits(raw_logits, self.mask_id, self.forbid_ids)
                 self.result.nfe += evaluations
+                self.result.add_row_nfe(eligible.any(dim=1).long() * evaluations)
             tokens = self.chooser.choose(logits, self.generator)  # (B, L)
             raw_score = self.remasking.confidence(logits, tokens, self.generator).float()
             score = raw_score  # (B, L)
