@@ -1,4 +1,4 @@
-"""The prefix KV cache: exact when the canvas has not changed, a refresh at every block."""
+"""The prefix and dual KV caches: exact when the canvas has not changed, a refresh every block."""
 
 from __future__ import annotations
 
@@ -27,11 +27,32 @@ def test_replayed_suffix_equals_a_full_pass_on_the_same_canvas() -> None:
     attention = torch.ones_like(canvas)
     attention[0, :3] = 0  # left padding in row 0
     cached = PrefixCachedLogits(net)
-    cached.begin_block(10)
+    cached.begin_block(10, 14)
     first = cached(canvas, attention)
     torch.testing.assert_close(first, net(canvas, attention))  # the refresh pass is a full pass
     replay = cached(canvas, attention)  # positions 10.. only, prefix keys/values from the cache
     torch.testing.assert_close(replay[:, 10:], net(canvas, attention)[:, 10:])
+
+
+@torch.no_grad()
+def test_dual_cache_runs_only_the_block_and_is_exact_on_an_unchanged_canvas() -> None:
+    net = model()
+    canvas = torch.randint(2, 30, (2, 16))
+    attention = torch.ones_like(canvas)
+    attention[0, :3] = 0
+    cached = PrefixCachedLogits(net, dual=True)
+    for start, end in ((0, 4), (8, 12)):  # a first block too: its suffix is cached
+        cached.begin_block(start, end)
+        first = cached(canvas, attention)
+        torch.testing.assert_close(first, net(canvas, attention))
+        replay = cached(canvas, attention)  # the block only; prefix and suffix from the cache
+        torch.testing.assert_close(replay[:, start:end], net(canvas, attention)[:, start:end])
+        assert bool((replay[:, end:] == 0).all()) and bool((replay[:, :start] == 0).all())
+    # A changed block moves the block's logits; the cached suffix keeps its old states.
+    changed = canvas.clone()
+    changed[:, 9] = 5
+    replay = cached(changed, attention)
+    assert not torch.allclose(replay[:, 8:12], first[:, 8:12])
 
 
 @torch.no_grad()
@@ -43,13 +64,14 @@ def test_block_decoding_with_cache_fills_everything_with_the_same_nfe() -> None:
         "block_length": 4, "gen_start": 8,
     }  # fmt: skip
     plain = generate(net, canvas, MASK, **common)
-    cached = generate(PrefixCachedLogits(net), canvas, MASK, **common)
-    assert not bool((cached.tokens == MASK).any())
-    assert cached.nfe == plain.nfe == 16
-    assert torch.equal(cached.tokens[:, :8], canvas[:, :8])  # the prompt untouched
-    # First step of every block is exact, so each block's first commit agrees with no cache.
-    agreement = (cached.tokens[:, 8:] == plain.tokens[:, 8:]).float().mean().item()
-    assert agreement >= 0.25
+    for dual in (False, True):
+        cached = generate(PrefixCachedLogits(net, dual=dual), canvas, MASK, **common)
+        assert not bool((cached.tokens == MASK).any())
+        assert cached.nfe == plain.nfe == 16
+        assert torch.equal(cached.tokens[:, :8], canvas[:, :8])  # the prompt untouched
+        # First step of every block is exact, so each block's first commit agrees with no cache.
+        agreement = (cached.tokens[:, 8:] == plain.tokens[:, 8:]).float().mean().item()
+        assert agreement >= 0.25
 
 
 def test_non_native_backbone_is_refused_with_the_fix() -> None:

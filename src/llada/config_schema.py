@@ -463,8 +463,14 @@ TRAIN_RELATIONS = (
     ),
     Relation(
         ("sampler.kv_cache", "model._target_"),
-        lambda kv_cache, model: not kv_cache or model not in HF_TARGETS,
+        lambda kv_cache, model: not kv_cache or model not in (*HF_TARGETS, target(causal_lm)),
         "{0}=false with {1} (the prefix KV cache needs the native backbone)",
+        problem="is not an option",
+    ),
+    Relation(
+        ("sampler.dual_cache", "model._target_"),
+        lambda dual, model: not dual or model not in (*HF_TARGETS, target(causal_lm)),
+        "{0}=false with {1} (the dual KV cache needs the native backbone)",
         problem="is not an option",
     ),
     Relation(

@@ -56,6 +56,7 @@ class GenerationSettings:
     forbid_eos: bool = False  # never generate EOS
     remasking_options: Mapping[str, Any] = field(default_factory=dict)  # e.g. {"threshold": 0.9}
     kv_cache: bool = False  # approximate prefix KV cache across a block's steps (native backbone)
+    dual_cache: bool = False  # also cache the suffix after the block (Fast-dLLM DualCache)
     schedule_steps: bool = False  # tokens per step from the masking schedule (non-linear ones)
 
     def __post_init__(self) -> None:
@@ -318,8 +319,8 @@ def decode_canvas(
     """The objective's decoder on a prepared canvas (B, L), in eval mode, with a seeded RNG."""
     eos = eos_id(lm.tokenizer)
     generator = None if seed is None else torch.Generator(lm.device).manual_seed(seed)
-    cached = settings.kv_cache and lm.objective.prefix_cache
-    logits_fn = PrefixCachedLogits(lm.backbone) if cached else lm
+    cached = (settings.kv_cache or settings.dual_cache) and lm.objective.prefix_cache
+    logits_fn = PrefixCachedLogits(lm.backbone, dual=settings.dual_cache) if cached else lm
     was_training = lm.training
     lm.train(False)
     try:

@@ -332,7 +332,7 @@ def generate(
     begin_block = getattr(logits_fn, "begin_block", None)  # e.g. a prefix KV cache
     for start, end, block_steps in plan:
         if begin_block is not None:
-            begin_block(start)
+            begin_block(start, end)
             logits = None  # the cache refreshes at the block's first pass
         in_block = (positions >= start) & (positions < end)  # (L,)
         canvas, logits = denoiser.run(

@@ -209,16 +209,18 @@ class BlockKVCache(KVCache):
 
 
 class KVPrefix(KVCache):
-    """Keys/values of the positions before `offset`, per attention layer (Fast-dLLM prefix cache).
+    """Keys/values around the current block, per attention layer (Fast-dLLM's caches).
 
-    `record=True`: a full pass stores each layer's prefix keys/values. `record=False`: a pass over
-    the positions from `offset` on reuses them. Approximate within a block (the prefix's states
-    would change with the block's new tokens), exact at the block's first step.
+    `record=True`: a full pass stores each layer's keys/values. `record=False`: a pass over the
+    block reuses those of the positions before `offset` (prefix cache) and, with `end`, also of
+    those from `end` on (DualCache: the still-masked suffix). Approximate within a block (the
+    cached states would change with the block's new tokens), exact at the block's first step.
     """
 
-    def __init__(self, offset: int) -> None:
-        self.offset, self.record = offset, True
+    def __init__(self, offset: int, end: int | None = None) -> None:
+        self.offset, self.end, self.record = offset, end, True
         self.store: dict[int, tuple[Tensor, Tensor]] = {}
+        self.length = 0  # positions of the recorded pass
 
     @property
     def first_position(self) -> int:
@@ -226,14 +228,22 @@ class KVPrefix(KVCache):
 
     @property
     def cached_length(self) -> int:
-        return 0 if self.record else self.offset
+        if self.record:
+            return 0
+        return self.offset + (0 if self.end is None else self.length - self.end)
 
     def extend(self, layer: nn.Module, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         if self.record:
-            self.store[id(layer)] = (k[:, :, : self.offset], v[:, :, : self.offset])
+            self.length = k.shape[2]
+            keep = k.shape[2] if self.end is not None else self.offset
+            self.store[id(layer)] = (k[:, :, :keep], v[:, :, :keep])
             return k, v
-        prefix_k, prefix_v = self.store[id(layer)]
-        return torch.cat([prefix_k, k], dim=2), torch.cat([prefix_v, v], dim=2)
+        cached_k, cached_v = self.store[id(layer)]
+        before_k, before_v = cached_k[:, :, : self.offset], cached_v[:, :, : self.offset]
+        if self.end is None:
+            return torch.cat([before_k, k], dim=2), torch.cat([before_v, v], dim=2)
+        after_k, after_v = cached_k[:, :, self.end :], cached_v[:, :, self.end :]
+        return torch.cat([before_k, k, after_k], dim=2), torch.cat([before_v, v, after_v], dim=2)
 
 
 class Block(nn.Module):
