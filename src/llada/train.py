@@ -67,15 +67,9 @@ def refuse_to_overwrite(run_dir: Path, ckpt_path: str | None) -> None:
 
 def build_model(cfg: DictConfig, tokenizer: Any) -> DiffusionLM:
     """Backbone, objective (a partial: the module supplies the tokenizer's ids) and the module."""
-    model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
-    init_from = model_cfg.pop("init_from", None)  # type: ignore[union-attr]  # not an argument
-    backbone = instantiate(model_cfg)(vocab_size=len(tokenizer))
+    backbone = instantiate(cfg.model)(vocab_size=len(tokenizer))
     if hasattr(backbone, "fit_vocab"):  # pretrained weights, tokenizer with added tokens
         backbone.fit_vocab(len(tokenizer))
-    if init_from:
-        from llada.models.init_from import load_backbone_weights, read_ar_checkpoint
-
-        load_backbone_weights(backbone, read_ar_checkpoint(init_from)[0], init_from)
     return DiffusionLM(
         backbone=backbone,
         tokenizer=tokenizer,

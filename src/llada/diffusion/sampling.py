@@ -78,13 +78,13 @@ class GenerationResult:
     tokens: Tensor  # (B, L) final canvas
     nfe: int  # network evaluations of the batch; a CFG step costs 2
     seconds: float
-    # (B,) evaluations while each row still had masks to fill: its own cost (adaptive rules
-    # such as threshold finish some rows before others)
-    row_nfe: Tensor | None = None
     trajectory: list[Tensor] = field(default_factory=list)  # canvas (B, L) after each step, CPU
     confidences: list[Tensor] = field(
         default_factory=list
     )  # (B, L) float32 per step, NaN off-block
+    # (B,) evaluations while each row still had masks to fill: its own cost (adaptive rules
+    # such as threshold finish some rows before others)
+    row_nfe: Tensor | None = None
 
     def add_row_nfe(self, counts: Tensor) -> None:
         self.row_nfe = counts.cpu() if self.row_nfe is None else self.row_nfe + counts.cpu()

@@ -289,9 +289,12 @@ class NativeTransformer(nn.Module):
         rope_theta: float = 10000.0,
         init_std: float = 0.02,
         token_shift: bool = False,
+        init_from: str | None = None,
     ) -> None:
         """`token_shift`: read each position's prediction from the output before it (a model
-        started from an autoregressive checkpoint, `model.init_from`)."""
+        started from an autoregressive checkpoint). `init_from`: the path of one of our AR
+        checkpoints whose weights this network starts from (shapes must match); not part of
+        the recipe, so a checkpoint of the new run rebuilds without it."""
         super().__init__()
         mlp_hidden = mlp_hidden or 256 * ((8 * dim // 3 + 255) // 256)
         self.hparams: dict[str, Any] = {
@@ -311,6 +314,10 @@ class NativeTransformer(nn.Module):
         self._init_weights(init_std, n_layers)
         if tie_embeddings:
             self.lm_head.weight = self.embed.weight
+        if init_from:  # llada-only (an export's copy of this file never gets here)
+            from llada.models.init_from import load_backbone_weights, read_ar_checkpoint
+
+            load_backbone_weights(self, read_ar_checkpoint(init_from)[0], init_from)
 
     def _init_weights(self, std: float, n_layers: int) -> None:
         """Normal(0, std) everywhere; residual output projections scaled by 1/sqrt(2 * layers)."""
