@@ -66,12 +66,11 @@ class BlockDiffusion(Objective):
         """`causal_anneal_steps` N > 0: training attention inside each block starts causal and
         opens up to the block pattern over the first N steps (for models started from AR ones)."""
         super().__init__(**ids_and_schedule)
-        self.causal_anneal_steps = int(causal_anneal_steps)
         if int(block_size) < 1:
             raise ValueError(f"objective.block_size must be >= 1, got {block_size}")
         self.block_size = int(block_size)
         self.antithetic_time, self.zero_mask_prob = antithetic_time, zero_mask_prob
-        self.kv_cache = kv_cache
+        self.kv_cache, self.causal_anneal_steps = kv_cache, int(causal_anneal_steps)
         self.clip_search = [self._clip(pair) for pair in clip_search or ()]
         self.clip: Clip | None = None  # chosen by the search; None: the schedule's t range
         self._clip_stats = torch.zeros(len(self.clip_search), 3, dtype=torch.float64)
@@ -109,8 +108,8 @@ class BlockDiffusion(Objective):
         ):
             raise ValueError(
                 f"objective=bd3 needs a bidirectional backbone that takes attention patterns "
-                f"(forward(..., attention=, positions=, kv=)); {type(backbone).__name__} does "
-                "not: use the native transformer (model=tiny/small)"
+                f"(forward(..., attention=, positions=)); {type(backbone).__name__} does not: "
+                "use the native transformer (model=tiny/small) or model=hf_causal"
             )
         annealable(backbone, self.causal_anneal_steps)
         context = getattr(backbone, "max_len", None)
