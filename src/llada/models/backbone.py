@@ -23,6 +23,9 @@ class Backbone(Protocol):
     supports_output_mask: bool
     # runs under `PrefixCachedLogits` (forward(..., kv=KVPrefix)): the native transformer
     supports_kv_cache: bool
+    # Optional (absent = False): forward(..., attention=(Lq, Lk) bool, positions=(L,)) takes an
+    # attention pattern per call (objective=bd3, causal_anneal_steps); `token_shift`: position
+    # i's prediction is read from the output at i-1 (models adapted from AR ones).
 
     def __call__(self, input_ids: Tensor, attention_mask: Tensor | None = None) -> Tensor: ...
 
