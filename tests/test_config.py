@@ -10,7 +10,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.errors import ConfigCompositionException, MissingConfigException
 from hydra.utils import instantiate
 from omegaconf import DictConfig
-from transformers import BertConfig, BertForMaskedLM
+from transformers import BertConfig, BertForMaskedLM, GPT2Config, GPT2LMHeadModel
 
 from conftest import CONF_DIR, compose_config
 from llada.diffusion.remasking import make_remasking
@@ -45,6 +45,14 @@ def bert_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(path)
 
 
+@pytest.fixture(scope="module")
+def gpt2_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A local HF causal LM directory (model=hf_causal) standing in for a hub name."""
+    path = tmp_path_factory.mktemp("gpt2")
+    GPT2LMHeadModel(GPT2Config(vocab_size=64, n_embd=32, n_layer=1, n_head=2)).save_pretrained(path)
+    return str(path)
+
+
 def compose_train(overrides: list[str]) -> DictConfig:
     """Compose like the CLI does, with the `hydra:` resolver available (logger names use it)."""
     cfg = compose_config("train", overrides=overrides, return_hydra_config=True)
@@ -52,9 +60,12 @@ def compose_train(overrides: list[str]) -> DictConfig:
     return cfg
 
 
-def extra_overrides(group: str, option: str, tmp_path: Path, bert_dir: str) -> list[str]:
+def extra_overrides(
+    group: str, option: str, tmp_path: Path, bert_dir: str, gpt2_dir: str
+) -> list[str]:
     needs = {
         ("model", "hf"): [f"model.name_or_path={bert_dir}"],
+        ("model", "hf_causal"): [f"model.name_or_path={gpt2_dir}"],
         ("data", "text_files"): [f"data.path={tmp_path}"],
         ("data", "shakespeare"): [],
     }
@@ -70,11 +81,13 @@ META_OPTIONS = {("model", "llada_8b")}
 
 
 @pytest.mark.parametrize(("group", "option"), ALL_OPTIONS, ids=[f"{g}={o}" for g, o in ALL_OPTIONS])
-def test_option_composes_and_instantiates(group: str, option: str, tmp_path, bert_dir) -> None:
+def test_option_composes_and_instantiates(
+    group: str, option: str, tmp_path, bert_dir, gpt2_dir
+) -> None:
     overrides = [
         f"{group}={option}",
         f"run_dir={tmp_path}",
-        *extra_overrides(group, option, tmp_path, bert_dir),
+        *extra_overrides(group, option, tmp_path, bert_dir, gpt2_dir),
     ]
     cfg = compose_train(overrides)
     assert group in ("experiment", "debug") or cfg[group] is not None
