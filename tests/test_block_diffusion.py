@@ -65,10 +65,11 @@ class CallSpy:
     """A backbone wrapper that keeps the current block's ids and logits of every pass."""
 
     def __init__(self, net: NativeTransformer) -> None:
-        self.net, self.max_len, self.calls = net, net.max_len, []
+        self.backbone, self.max_len, self.calls = net, net.max_len, []  # its cache is used
 
     def __call__(self, ids, attention_mask=None, **options):
-        logits = self.net(ids, attention_mask, **options)  # (N, V) at the block's positions
+        assert "kv" in options  # the exact cache is in use
+        logits = self.backbone(ids, attention_mask, **options)  # (N, V) at the block's positions
         block = int(options["output_mask"][0].sum())
         self.calls.append((ids[:, -block:].clone(), logits.view(ids.shape[0], block, -1)))
         return logits

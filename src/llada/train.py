@@ -70,6 +70,12 @@ def build_model(cfg: DictConfig, tokenizer: Any) -> DiffusionLM:
     backbone = instantiate(cfg.model)(vocab_size=len(tokenizer))
     if hasattr(backbone, "fit_vocab"):  # pretrained weights, tokenizer with added tokens
         backbone.fit_vocab(len(tokenizer))
+    if getattr(backbone, "init_from", None):  # model.init_from: an AR checkpoint's weights
+        from llada.init_from import load_backbone_weights, read_ar_checkpoint
+
+        load_backbone_weights(
+            backbone, read_ar_checkpoint(backbone.init_from)[0], backbone.init_from
+        )
     return DiffusionLM(
         backbone=backbone,
         tokenizer=tokenizer,
@@ -134,7 +140,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
         pretrained_tokenizer = load_tokenizer(tokenizer_source)
     if cfg.model.get("init_from"):  # the AR checkpoint's tokenizer: its embedding rows
-        from llada.models.init_from import read_ar_checkpoint
+        from llada.init_from import read_ar_checkpoint
 
         pretrained_tokenizer = read_ar_checkpoint(cfg.model.init_from)[1]
     tokenizer = datamodule.prepare_tokenizer(pretrained_tokenizer)

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -28,7 +29,6 @@ from llada.diffusion.sampling import (
     step_plan_for,
 )
 from llada.diffusion.token_choice import TokenChooser
-from llada.models.native import BlockKVCache
 
 
 def block_ids(length: int, block_size: int, device: torch.device | str = "cpu") -> Tensor:
@@ -79,7 +79,11 @@ class BlockDecoder:
     mask_id: int
     block_size: int
     context: int | None
-    use_cache: bool = True
+    use_cache: bool = True  # the backbone's `new_block_cache()` (the native transformer's)
+
+    def logits_fn_backbone(self) -> Any:
+        """The network behind `logits_fn` (a DiffusionLM forwards to its `backbone`)."""
+        return getattr(self.logits_fn, "backbone", self.logits_fn)
 
     @torch.no_grad()
     def __call__(
@@ -147,7 +151,7 @@ class BlockDecoder:
             ),
             n_blocks,
         )
-        cache = BlockKVCache() if self.use_cache else None
+        cache = self.logits_fn_backbone().new_block_cache() if self.use_cache else None
         done = torch.zeros(batch, dtype=torch.bool, device=device)  # (B,)
         for k in range(first, n_blocks):
             start, end = k * self.block_size, min((k + 1) * self.block_size, width)
@@ -175,7 +179,7 @@ class BlockDecoder:
 
     def _step_logits(
         self,
-        cache: BlockKVCache | None,
+        cache: Any,
         ids: Tensor,
         valid: Tensor,
         start: int,

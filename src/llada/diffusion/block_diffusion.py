@@ -394,6 +394,4 @@ def block_cache_fits(logits_fn: LogitsFn) -> bool:
     """The exact cache needs the native cache hooks, and a shift-free reading of the outputs
     (with token shift a block's first prediction is the output of a cached position)."""
     backbone = getattr(logits_fn, "backbone", logits_fn)
-    return bool(getattr(backbone, "supports_kv_cache", False)) and not getattr(
-        backbone, "token_shift", False
-    )
+    return hasattr(backbone, "new_block_cache") and not getattr(backbone, "token_shift", False)

@@ -276,6 +276,10 @@ class NativeTransformer(nn.Module):
     # forward(..., attention=(Lq, Lk) bool, positions=(L,)): block diffusion's patterns
     supports_attention_pattern = True
 
+    def new_block_cache(self) -> BlockKVCache:
+        """An empty exact cache for block diffusion's decoder (forward(..., kv=cache))."""
+        return BlockKVCache()
+
     def __init__(
         self,
         vocab_size: int,
@@ -293,8 +297,8 @@ class NativeTransformer(nn.Module):
     ) -> None:
         """`token_shift`: read each position's prediction from the output before it (a model
         started from an autoregressive checkpoint). `init_from`: the path of one of our AR
-        checkpoints whose weights this network starts from (shapes must match); not part of
-        the recipe, so a checkpoint of the new run rebuilds without it."""
+        checkpoints to start from; the train entry loads its weights (`llada.init_from`: the
+        network knows no checkpoints). Not part of the recipe: a checkpoint rebuilds without it."""
         super().__init__()
         mlp_hidden = mlp_hidden or 256 * ((8 * dim // 3 + 255) // 256)
         self.hparams: dict[str, Any] = {
@@ -314,10 +318,7 @@ class NativeTransformer(nn.Module):
         self._init_weights(init_std, n_layers)
         if tie_embeddings:
             self.lm_head.weight = self.embed.weight
-        if init_from:  # llada-only (an export's copy of this file never gets here)
-            from llada.models.init_from import load_backbone_weights, read_ar_checkpoint
-
-            load_backbone_weights(self, read_ar_checkpoint(init_from)[0], init_from)
+        self.init_from = init_from
 
     def _init_weights(self, std: float, n_layers: int) -> None:
         """Normal(0, std) everywhere; residual output projections scaled by 1/sqrt(2 * layers)."""
