@@ -51,7 +51,7 @@ def measure(ckpt: str, samples: int, n_tokens: int, block: int) -> dict[str, Any
             end = min(start + block, canvas.shape[1])
             if step_in_block == 0:
                 cached.begin_block(start, end)
-            approx = cached(state, attention)[:, start:end].float()  # (B, n, V)
+            approx = cached.block_logits(state, attention, start, end).float()  # (B, n, V)
             truth = model(state, attention)[:, start:end].float()
             masked = state[:, start:end] == model.mask_id  # (B, n)
             if step_in_block == 0 or not bool(masked.any()):

@@ -363,3 +363,12 @@ def test_config_files_name_exactly_the_generation_keys(path: str) -> None:
     cfg = compose_config(path.removesuffix(".yaml")) if "/" not in path else None
     node = cfg.sampler if cfg is not None else train_cfg(f"sampler={Path(path).stem}").sampler
     assert set(node) == {"name", *GenerationSettings.sampler_keys()}
+
+
+def test_targets_named_without_importing_them_exist() -> None:
+    from hydra.utils import get_object
+
+    from llada.config_schema import NAMED_TARGETS
+
+    for name in NAMED_TARGETS:
+        assert callable(get_object(name)), name

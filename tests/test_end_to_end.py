@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,7 @@ import torch
 
 from conftest import REPO, SCRATCH_RUN_DIR, TINY_RUN, compose_config, run_cli
 from llada import DiffusionLM
+from llada.text_model import load_text_model
 from llada.train import train
 
 pytestmark = pytest.mark.slow
@@ -74,6 +77,44 @@ def test_generate_cli_and_missing_checkpoint(trained: dict) -> None:
     error_lines = [line for line in missing.stderr.splitlines() if line.strip()]
     assert error_lines == ["error: checkpoint not found: /nonexistent/last.ckpt "
                            "(pass the path of a .ckpt written by llada.train)"]  # fmt: skip
+
+
+def test_the_lightning_free_model_gives_the_same_texts_and_likelihoods(trained: dict) -> None:
+    path = trained["run_dir"] / "checkpoints" / "last.ckpt"
+    lightning_model, plain = DiffusionLM.load_from_checkpoint(path), load_text_model(path)
+    assert not isinstance(plain, DiffusionLM)
+    for options in ({"sampler": "greedy"}, {"sampler": "multinomial", "seed": 3}):
+        ours = plain.generate(["the", "a list of"], n_tokens=8, steps=8, **options)
+        assert ours == lightning_model.generate(
+            ["the", "a list of"], n_tokens=8, steps=8, **options
+        )
+    args = ("the", " list of", 8, 4, 0)
+    torch.testing.assert_close(plain.log_likelihood(*args), lightning_model.log_likelihood(*args))
+
+
+def test_the_generate_cli_never_imports_lightning(trained: dict) -> None:
+    ckpt = trained["run_dir"] / "checkpoints" / "last.ckpt"
+    argv = [
+        "generate",
+        f"ckpt={ckpt}",
+        "prompt=the",
+        "sampler=greedy",
+        "sampler.steps=8",
+        "n_tokens=8",
+        SCRATCH_RUN_DIR,
+    ]
+    code = (
+        "import sys\nfrom llada.generate import main\n"
+        f"sys.argv = {argv!r}\nmain()\n"
+        "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'lightning', 'torchmetrics', "
+        "'pytorch_lightning', 'datasets'})\nprint('imported:', heavy, file=sys.stderr)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip()  # the text
+    assert "imported: []" in done.stderr
 
 
 def test_train_cli_multirun_runs_two_jobs(tmp_path: Path) -> None:

@@ -117,3 +117,14 @@ def test_hf_masked_lm_loads_in_the_asked_dtype(tmp_path) -> None:
     loaded = masked_lm(vocab_size=40, name_or_path=path, dtype="bfloat16")
     assert {p.dtype for p in loaded.parameters()} == {torch.bfloat16}
     assert masked_lm(vocab_size=40, name_or_path=path).model.dtype == torch.float32
+
+
+def test_rope_inference_form_is_bit_identical_to_the_training_form() -> None:
+    from llada.models.native import RotaryEmbedding
+
+    rope = RotaryEmbedding(head_dim=48, max_len=64)
+    x = torch.randn(3, 4, 20, 48)
+    for positions in (5, torch.tensor([3, 4, 5, 9, 10] * 4)):
+        training = rope(x.clone().requires_grad_(), positions)  # the autograd form
+        with torch.no_grad():
+            assert torch.equal(rope(x, positions), training.detach())

@@ -28,10 +28,10 @@ def test_replayed_suffix_equals_a_full_pass_on_the_same_canvas() -> None:
     attention[0, :3] = 0  # left padding in row 0
     cached = PrefixCachedLogits(net)
     cached.begin_block(10, 14)
-    first = cached(canvas, attention)
-    torch.testing.assert_close(first, net(canvas, attention))  # the refresh pass is a full pass
-    replay = cached(canvas, attention)  # positions 10.. only, prefix keys/values from the cache
-    torch.testing.assert_close(replay[:, 10:], net(canvas, attention)[:, 10:])
+    first = cached.block_logits(canvas, attention, 10, 14)  # the refresh pass is a full pass
+    torch.testing.assert_close(first, net(canvas, attention)[:, 10:14])
+    replay = cached.block_logits(canvas, attention, 10, 14)  # positions 10.., prefix cached
+    torch.testing.assert_close(replay, net(canvas, attention)[:, 10:14])
 
 
 @torch.no_grad()
@@ -43,16 +43,16 @@ def test_dual_cache_runs_only_the_block_and_is_exact_on_an_unchanged_canvas() ->
     cached = PrefixCachedLogits(net, dual=True)
     for start, end in ((0, 4), (8, 12)):  # a first block too: its suffix is cached
         cached.begin_block(start, end)
-        first = cached(canvas, attention)
-        torch.testing.assert_close(first, net(canvas, attention))
-        replay = cached(canvas, attention)  # the block only; prefix and suffix from the cache
-        torch.testing.assert_close(replay[:, start:end], net(canvas, attention)[:, start:end])
-        assert bool((replay[:, end:] == 0).all()) and bool((replay[:, :start] == 0).all())
+        first = cached.block_logits(canvas, attention, start, end)
+        torch.testing.assert_close(first, net(canvas, attention)[:, start:end])
+        replay = cached.block_logits(canvas, attention, start, end)  # the block only
+        assert replay.shape == (2, end - start, 30)
+        torch.testing.assert_close(replay, net(canvas, attention)[:, start:end])
     # A changed block moves the block's logits; the cached suffix keeps its old states.
     changed = canvas.clone()
     changed[:, 9] = 5
-    replay = cached(changed, attention)
-    assert not torch.allclose(replay[:, 8:12], first[:, 8:12])
+    replay = cached.block_logits(changed, attention, 8, 12)
+    assert not torch.allclose(replay, first)
 
 
 @torch.no_grad()

@@ -18,6 +18,7 @@ from llada.data.tokenizer import tokenizer_from_state, tokenizer_to_state
 
 SECTION = "llada"
 FORMAT = 2
+EMA_KEY = "ema_state_dict"  # the averaged weights, when the run kept an EMA (`llada.ema`)
 FORMAT_1_OBJECTIVES = {  # format 1's "lm" kinds
     "diffusion": "llada.diffusion.mdm.MaskedDiffusion",
     "autoregressive": "llada.diffusion.next_token.NextToken",
@@ -86,3 +87,15 @@ def build_parts(meta: dict[str, Any]) -> dict[str, Any]:
         "objective": hydra.utils.instantiate(objective_recipe(meta), _partial_=True),
         "generation": meta["generation"],
     }
+
+
+def load_weights(
+    model: Any, checkpoint: dict[str, Any], meta: dict[str, Any], use_ema: bool
+) -> None:
+    """Load a checkpoint's weights into `model` (its EMA's when kept and `use_ema`) and restore
+    the objective's state (e.g. block diffusion's chosen clip)."""
+    model.load_state_dict(checkpoint["state_dict"])
+    if use_ema and EMA_KEY in checkpoint:
+        model.load_state_dict(checkpoint[EMA_KEY], strict=False)
+    model.data_config = meta.get("data")
+    model.objective.load_state(meta.get("objective_state", {}))

@@ -25,9 +25,6 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, ValidationError
 
 from llada.checks import AnyOf, OneOf, Range, invalid, option, show
-from llada.data.datamodule import TextDataModule
-from llada.data.sft import SFTDataModule
-from llada.data.sources import hub_dataset
 from llada.data.tokenizer import SPECIAL_TOKENS, TOKENIZER_BUILDERS
 from llada.diffusion.block_diffusion import BlockDiffusion
 from llada.diffusion.mdm import MaskedDiffusion
@@ -40,8 +37,6 @@ from llada.diffusion.schedules import (
     PowerSchedule,
 )
 from llada.generation import GenerationSettings
-from llada.models import hf
-from llada.models.hf_causal import causal_lm
 from llada.models.native import NativeTransformer
 
 __all__ = ["check_generate_config", "check_train_config"]
@@ -322,6 +317,18 @@ def target(obj: Any) -> str:
     return f"{obj.__module__}.{obj.__qualname__}"
 
 
+# Named, not imported: the data modules bring Lightning and `datasets`, the Hugging Face
+# wrappers the transformers models, which checking a generation config must not load (a test
+# checks that the names resolve).
+TEXT_DATA = "llada.data.datamodule.TextDataModule"
+SFT_DATA = "llada.data.sft.SFTDataModule"
+HUB_CORPUS = "llada.data.sources.hub_dataset"
+HF_DISTILBERT = "llada.models.hf.distilbert"
+HF_MASKED_LM = "llada.models.hf.masked_lm"
+HF_CAUSAL_LM = "llada.models.hf_causal.causal_lm"
+NAMED_TARGETS = (TEXT_DATA, SFT_DATA, HUB_CORPUS, HF_DISTILBERT, HF_MASKED_LM, HF_CAUSAL_LM)
+
+
 @dataclass(frozen=True)
 class Group:
     """Where a schema applies: `path` in the config, picked by the value of `by` if it varies.
@@ -353,7 +360,7 @@ class Group:
         return self.schemas.get(choice)
 
 
-HF_TARGETS = (target(hf.distilbert), target(hf.masked_lm))  # Hugging Face backbones
+HF_TARGETS = (HF_DISTILBERT, HF_MASKED_LM)  # Hugging Face backbones
 REMASKING_OPTIONS = {
     "threshold": ThresholdRemaskingSchema,
     "factor": FactorRemaskingSchema,
@@ -387,16 +394,16 @@ TRAIN_GROUPS = (
         "model",
         {
             target(NativeTransformer): NativeModelSchema,
-            target(hf.distilbert): DistilbertModelSchema,
+            HF_DISTILBERT: DistilbertModelSchema,
         },
         by="_target_",
     ),
     Group(
         "data",
-        {target(TextDataModule): DataSchema, target(SFTDataModule): DataSchema},
+        {TEXT_DATA: DataSchema, SFT_DATA: DataSchema},
         by="_target_",
     ),
-    Group("data.corpus", {target(hub_dataset): HubCorpusSchema}, by="_target_"),
+    Group("data.corpus", {HUB_CORPUS: HubCorpusSchema}, by="_target_"),
     Group("module", ModuleSchema),
     Group(
         "objective",
@@ -422,12 +429,12 @@ OBJECTIVES = {
 
 def attention_matches(objective: str | None, causal: bool | None, model: str | None) -> bool:
     """A known objective's attention pattern and a native/HF backbone's must agree."""
-    known = (target(NativeTransformer), target(causal_lm), *HF_TARGETS)
+    known = (target(NativeTransformer), HF_CAUSAL_LM, *HF_TARGETS)
     if objective not in OBJECTIVES or model not in known:
         return True  # your own objective or backbone: the module checks it at build time
     attention = OBJECTIVES[objective].attention
     if attention == "block_causal":  # a pattern per call: native and HF causal ones take one
-        return model in (target(NativeTransformer), target(causal_lm)) and not causal
+        return model in (target(NativeTransformer), HF_CAUSAL_LM) and not causal
     return (attention == "causal") == bool(causal)
 
 
@@ -463,13 +470,13 @@ TRAIN_RELATIONS = (
     ),
     Relation(
         ("sampler.kv_cache", "model._target_"),
-        lambda kv_cache, model: not kv_cache or model not in (*HF_TARGETS, target(causal_lm)),
+        lambda kv_cache, model: not kv_cache or model not in (*HF_TARGETS, HF_CAUSAL_LM),
         "{0}=false with {1} (the prefix KV cache needs the native backbone)",
         problem="is not an option",
     ),
     Relation(
         ("sampler.dual_cache", "model._target_"),
-        lambda dual, model: not dual or model not in (*HF_TARGETS, target(causal_lm)),
+        lambda dual, model: not dual or model not in (*HF_TARGETS, HF_CAUSAL_LM),
         "{0}=false with {1} (the dual KV cache needs the native backbone)",
         problem="is not an option",
     ),

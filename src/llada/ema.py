@@ -13,7 +13,7 @@ from typing import Any
 import lightning as L
 import torch
 
-EMA_KEY = "ema_state_dict"
+from llada.checkpoint_format import EMA_KEY
 
 
 class EMA(L.Callback):

@@ -26,9 +26,9 @@ import torch
 from omegaconf import DictConfig
 from transformers import PreTrainedModel
 
+from llada.checkpoint_format import EMA_KEY
 from llada.cli import CONF_DIR, require_ckpt
 from llada.data.tokenizer import eos_id
-from llada.ema import EMA_KEY
 from llada.errors import fail_cleanly
 from llada.models import hf_native, native
 from llada.models.hf import HFMaskedLM

@@ -18,7 +18,7 @@ from llada.cli import CONF_DIR, default_device, require_ckpt
 from llada.config_schema import check_generate_config
 from llada.errors import fail_cleanly
 from llada.generation import MASK_SLOT, Generation, GenerationSettings
-from llada.module import DiffusionLM
+from llada.text_model import TextModel, load_text_model
 
 
 def is_template(prompt: str | list[str] | None) -> bool:
@@ -26,7 +26,7 @@ def is_template(prompt: str | list[str] | None) -> bool:
     return any(isinstance(p, str) and MASK_SLOT.search(p) for p in prompts)
 
 
-def show_trajectory(model: DiffusionLM, out: Generation, start: int, cfg: DictConfig) -> None:
+def show_trajectory(model: TextModel, out: Generation, start: int, cfg: DictConfig) -> None:
     """Terminal animation and/or GIF / HTML files of the first sample's denoising."""
     from llada import viz
 
@@ -44,7 +44,7 @@ def run_generation(cfg: DictConfig) -> list[dict[str, Any]]:
     check_generate_config(cfg)
     require_ckpt(cfg.get("ckpt"))
     device = default_device(cfg.device)
-    model = DiffusionLM.load_from_checkpoint(cfg.ckpt, map_location=device)
+    model = load_text_model(cfg.ckpt, map_location=device)  # no Lightning: starts fast
     settings = GenerationSettings.group_values(cfg.get("sampler"), cfg.get("remasking"))
     prompt = OmegaConf.to_container(cfg.prompt) if OmegaConf.is_list(cfg.prompt) else cfg.prompt
     record = bool(cfg.visualize or cfg.viz.gif or cfg.viz.html)

@@ -15,8 +15,8 @@ import torch
 from torch import nn
 
 from llada import checkpoint_format
+from llada.checkpoint_format import EMA_KEY
 from llada.data.tokenizer import tokenizer_from_state
-from llada.ema import EMA_KEY
 
 AR_OBJECTIVE = checkpoint_format.FORMAT_1_OBJECTIVES["autoregressive"]
 

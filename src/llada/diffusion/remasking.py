@@ -36,7 +36,10 @@ class Remasking:
     def confidence(
         self, logits: Tensor, tokens: Tensor, generator: torch.Generator | None = None
     ) -> Tensor:
-        """logits (B, L, V), chosen tokens (B, L) -> score (B, L) float32; higher commits first."""
+        """logits (..., V), chosen tokens (...) -> score (...) float32; higher commits first.
+
+        The decoders pass the rows of the masked positions only: (N, V) and (N,).
+        """
         raise NotImplementedError
 
     def commit_count(self, score: Tensor, eligible: Tensor, planned_k: Tensor) -> Tensor:
@@ -64,7 +67,7 @@ class RandomRemasking(Remasking):
     ) -> Tensor:
         return torch.rand(
             tokens.shape, dtype=torch.float32, generator=generator, device=tokens.device
-        )  # (B, L)
+        )  # (...)
 
 
 class LowConfidenceRemasking(Remasking):
@@ -73,8 +76,8 @@ class LowConfidenceRemasking(Remasking):
     def confidence(
         self, logits: Tensor, tokens: Tensor, generator: torch.Generator | None = None
     ) -> Tensor:
-        probs = logits.float().softmax(dim=-1)  # (B, L, V)
-        return probs.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)  # (B, L)
+        probs = logits.float().softmax(dim=-1)  # (..., V)
+        return probs.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)  # (...)
 
 
 class MarginRemasking(Remasking):
@@ -83,11 +86,11 @@ class MarginRemasking(Remasking):
     def confidence(
         self, logits: Tensor, tokens: Tensor, generator: torch.Generator | None = None
     ) -> Tensor:
-        probs = logits.float().softmax(dim=-1)  # (B, L, V)
+        probs = logits.float().softmax(dim=-1)  # (..., V)
         if probs.shape[-1] < 2:
             return probs[..., 0]  # one-token vocabulary: certain
-        top = probs.topk(2, dim=-1).values  # (B, L, 2)
-        return top[..., 0] - top[..., 1]  # (B, L)
+        top = probs.topk(2, dim=-1).values  # (..., 2)
+        return top[..., 0] - top[..., 1]  # (...)
 
 
 class EntropyRemasking(Remasking):
@@ -96,9 +99,9 @@ class EntropyRemasking(Remasking):
     def confidence(
         self, logits: Tensor, tokens: Tensor, generator: torch.Generator | None = None
     ) -> Tensor:
-        probs = logits.float().softmax(dim=-1)  # (B, L, V)
+        probs = logits.float().softmax(dim=-1)  # (..., V)
         # xlogy(0, 0) = 0, so tokens with zero probability (forbidden ones) add nothing.
-        return torch.special.xlogy(probs, probs).sum(dim=-1)  # (B, L)
+        return torch.special.xlogy(probs, probs).sum(dim=-1)  # (...)
 
 
 class ThresholdRemasking(LowConfidenceRemasking):

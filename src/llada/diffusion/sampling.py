@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 import torch
 from torch import Tensor
@@ -126,11 +127,65 @@ def _eligible_scores(score: Tensor, eligible: Tensor) -> Tensor:
     return score.masked_fill(~eligible, float("-inf"))  # (B, L)
 
 
-def _filtered_logits(logits: Tensor, mask_id: int, forbid_ids: Sequence[int]) -> Tensor:
-    """Logits (B, L, V) no chooser can turn into the mask id or a forbidden token."""
-    if 0 <= mask_id < logits.shape[-1]:
-        logits = forbid_tokens(logits, [mask_id])  # a committed token must never be the mask itself
-    return forbid_tokens(logits, forbid_ids)
+def _eligible_logits(
+    logits: Tensor, eligible: Tensor, mask_id: int, forbid_ids: Sequence[int]
+) -> Tensor:
+    """The rows (N, V) of logits (B, L, V) at `eligible` (B, L), row-major, that no chooser can
+    turn into the mask id or a forbidden token.
+
+    Choosing, noise and confidences then cost N rows, not the whole block or canvas; the
+    indexing copies, so the filters work in place.
+    """
+    rows = logits[eligible]  # (N, V), a copy
+    if 0 <= mask_id < rows.shape[-1]:
+        rows[:, mask_id] = float("-inf")  # a committed token must never be the mask itself
+    return forbid_tokens(rows, forbid_ids, in_place=True)
+
+
+def block_logits(
+    logits_fn: LogitsFn, canvas: Tensor, attention_mask: Tensor | None, start: int, end: int
+) -> Tensor:
+    """Logits (B, end - start, V) of the block canvas[:, start:end], the model run on the canvas.
+
+    A logits function with its own `block_logits` (a KV cache) runs only what it must; one that
+    `supports_output_mask` computes its head on the block's columns only; others are sliced.
+    """
+    own = getattr(logits_fn, "block_logits", None)
+    if own is not None:
+        return own(canvas, attention_mask, start, end)
+    if getattr(logits_fn, "supports_output_mask", False):
+        columns = torch.zeros_like(canvas, dtype=torch.bool)  # (B, L)
+        columns[:, start:end] = True
+        logits = logits_fn(canvas, attention_mask, output_mask=columns)  # (B * n, V)
+        return logits.view(canvas.shape[0], end - start, -1)
+    return logits_fn(canvas, attention_mask)[:, start:end]
+
+
+@dataclass
+class CanvasForward:
+    """The denoiser's `forward(block)` for a block of a whole canvas: the block is written into
+    the canvas, the model (with guidance) runs on it, and the block's logits come back."""
+
+    logits_fn: LogitsFn
+    canvas: Tensor  # (B, L), the decoder's own copy, kept current
+    attention_mask: Tensor | None
+    mask_id: int
+    prompt_mask: Tensor | None
+    cfg_scale: float
+    start: int = 0
+    end: int = 0
+
+    def __call__(self, block: Tensor) -> tuple[Tensor, int]:
+        """block (B, n) -> (logits (B, n, V), network evaluations)."""
+        self.canvas[:, self.start : self.end] = block
+        return guided_logits(
+            partial(block_logits, self.logits_fn, start=self.start, end=self.end),
+            self.canvas,
+            self.attention_mask,
+            mask_id=self.mask_id,
+            prompt_mask=self.prompt_mask,
+            scale=self.cfg_scale,
+        )
 
 
 def _check_options(
@@ -188,9 +243,9 @@ class BlockDenoiser:
 
         `generated` (B, L) bool: what the decoder fills (tokens there may be remasked);
         `commit_score` (B, L) float32 is updated in place with each commit's confidence;
-        `logits` from the previous call are reused if the canvas has not changed since (None:
-        compute). A block whose planned steps are spent but still has masks keeps stepping, at
-        least one commit per step, until it is full.
+        `logits` (the eligible rows of the previous call) are reused if the canvas has not
+        changed since (None: compute). A block whose planned steps are spent but still has masks
+        keeps stepping, at least one commit per step, until it is full.
         """
         lowest = torch.finfo(torch.float32).min
         schedule = self.step_plan(((canvas == self.mask_id) & fillable).sum(dim=1), block_steps)
@@ -202,11 +257,15 @@ class BlockDenoiser:
                 break  # block full: further passes could commit nothing
             if logits is None:
                 raw_logits, evaluations = forward(canvas)  # (B, L, V)
-                logits = _filtered_logits(raw_logits, self.mask_id, self.forbid_ids)
+                logits = _eligible_logits(raw_logits, eligible, self.mask_id, self.forbid_ids)
                 self.result.nfe += evaluations
                 self.result.add_row_nfe(eligible.any(dim=1).long() * evaluations)
-            tokens = self.chooser.choose(logits, self.generator)  # (B, L)
-            raw_score = self.remasking.confidence(logits, tokens, self.generator).float()
+            # Choices and scores at the masked positions only (N rows): the noise is drawn there.
+            chosen = self.chooser.choose(logits, self.generator)  # (N,)
+            scored = self.remasking.confidence(logits, chosen, self.generator).float()  # (N,)
+            tokens = canvas.masked_scatter(eligible, chosen)  # (B, L)
+            raw_score = torch.full(canvas.shape, float("nan"), device=canvas.device)
+            raw_score = raw_score.masked_scatter(eligible, scored)  # (B, L), NaN off eligible
             score = raw_score  # (B, L)
             if self.eos_last:
                 score = score.masked_fill(tokens == self.eos_id, lowest)
@@ -243,6 +302,25 @@ def recorder(result: GenerationResult) -> Callable[[Tensor, Tensor, Tensor], Non
         )
 
     return record
+
+
+def _in_canvas(
+    record: Callable[[Tensor, Tensor, Tensor], None],
+    canvas: Tensor,
+    start: int,
+    block: Tensor,
+    score: Tensor,
+    eligible: Tensor,
+) -> None:
+    """Record a step of the block at `start` (B, n) as the whole canvas (B, L)."""
+    end = start + block.shape[1]
+    full = canvas.clone()
+    full[:, start:end] = block
+    scores = torch.full(canvas.shape, float("nan"), device=canvas.device)  # (B, L)
+    scores[:, start:end] = score
+    chosen = torch.zeros_like(full, dtype=torch.bool)
+    chosen[:, start:end] = eligible
+    record(full, scores, chosen)
 
 
 @torch.no_grad()
@@ -315,29 +393,26 @@ def generate(
         forbid_ids=forbid_ids,
         step_plan=step_plan_for(mask_prob),
         reuse_logits=reuse_logits,
-        on_step=recorder(result) if record else None,
     )
 
-    def forward(current: Tensor) -> tuple[Tensor, int]:
-        return guided_logits(
-            logits_fn,
-            current,
-            attention_mask,
-            mask_id=mask_id,
-            prompt_mask=prompt_mask,
-            scale=cfg_scale,
-        )  # (B, L, V), evaluations
-
-    logits: Tensor | None = None  # valid for the current canvas; None once it changes
+    forward = CanvasForward(logits_fn, canvas, attention_mask, mask_id, prompt_mask, cfg_scale)
     begin_block = getattr(logits_fn, "begin_block", None)  # e.g. a prefix KV cache
     for start, end, block_steps in plan:
         if begin_block is not None:
-            begin_block(start, end)
-            logits = None  # the cache refreshes at the block's first pass
-        in_block = (positions >= start) & (positions < end)  # (L,)
-        canvas, logits = denoiser.run(
-            forward, canvas, in_block & visible, generated, block_steps, commit_score, logits
+            begin_block(start, end)  # the cache refreshes at the block's first pass
+        forward.start, forward.end = start, end
+        if record:
+            denoiser.on_step = partial(_in_canvas, recorder(result), canvas, start)
+        # Only the block's columns are denoised: its logits, noise and scores, nothing else.
+        block, _ = denoiser.run(
+            forward,
+            canvas[:, start:end].clone(),
+            visible[:, start:end],
+            generated[:, start:end],
+            block_steps,
+            commit_score[:, start:end],
         )
+        canvas[:, start:end] = block
     result.tokens = canvas
     result.seconds = time.perf_counter() - started
     return result

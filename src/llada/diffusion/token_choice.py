@@ -19,10 +19,10 @@ class TokenChooser(Protocol):
     def choose(self, logits: Tensor, generator: torch.Generator | None = None) -> Tensor: ...
 
 
-def forbid_tokens(logits: Tensor, ids: Sequence[int]) -> Tensor:
-    """logits (B, L, V) with the given token ids set to -inf, so no chooser can pick them (e.g. EOS).
+def forbid_tokens(logits: Tensor, ids: Sequence[int], in_place: bool = False) -> Tensor:
+    """logits (..., V) with the given token ids set to -inf, so no chooser can pick them (e.g. EOS).
 
-    Out of place: a model may return an expanded or cached tensor.
+    Out of place unless the caller owns the tensor (a model may return an expanded or cached one).
     """
     if len(ids) == 0:
         return logits
@@ -31,7 +31,8 @@ def forbid_tokens(logits: Tensor, ids: Sequence[int]) -> Tensor:
     if bad:
         raise ValueError(f"forbid_ids {bad} are outside the vocabulary [0, {vocab})")
     index = torch.tensor(list(ids), dtype=torch.long, device=logits.device)
-    return logits.index_fill(-1, index, float("-inf"))  # (B, L, V)
+    fill = logits.index_fill_ if in_place else logits.index_fill
+    return fill(-1, index, float("-inf"))  # (..., V)
 
 
 class Greedy:
@@ -44,8 +45,8 @@ class Greedy:
         pass
 
     def choose(self, logits: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """logits (B, L, V) -> tokens (B, L) long."""
-        return logits.argmax(dim=-1)  # (B, L)
+        """logits (..., V) -> tokens (...) long."""
+        return logits.argmax(dim=-1)  # (...)
 
 
 class Multinomial:
@@ -68,8 +69,10 @@ class Multinomial:
         self.temperature, self.top_k, self.top_p = temperature, top_k, top_p
 
     def filter(self, logits: Tensor) -> Tensor:
-        """Tempered float64 logits (B, L, V) with filtered-out tokens set to -inf."""
-        scores = logits.to(torch.float64) / self.temperature  # (B, L, V)
+        """Tempered float64 logits (..., V) with filtered-out tokens set to -inf."""
+        scores = logits.to(torch.float64, copy=True)  # (..., V), ours: filtered in place below
+        if self.temperature != 1.0:
+            scores.div_(self.temperature)
         vocab = scores.shape[-1]
         if self.top_k is not None and self.top_k < vocab:
             kth = scores.topk(self.top_k, dim=-1).values[..., -1:]  # (B, L, 1)
@@ -84,16 +87,20 @@ class Multinomial:
         return scores
 
     def choose(self, logits: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """logits (B, L, V) -> sampled tokens (B, L) long; temperature 0 is argmax."""
+        """logits (..., V) -> sampled tokens (...) long; temperature 0 is argmax.
+
+        The decoders pass only the rows of masked positions, so the noise is drawn there alone;
+        it is built in place (one buffer, no temporaries of the logits' size).
+        """
         if self.temperature == 0:
-            return logits.argmax(dim=-1)  # (B, L)
-        scores = self.filter(logits)  # (B, L, V) float64
-        uniform = torch.rand(
+            return logits.argmax(dim=-1)  # (...)
+        scores = self.filter(logits)  # (..., V) float64
+        noise = torch.rand(
             scores.shape, dtype=torch.float64, generator=generator, device=logits.device
         )
-        tiny = torch.finfo(torch.float64).tiny
-        gumbel = -torch.log(-torch.log(uniform.clamp_min(tiny)))  # (B, L, V)
-        return (scores + gumbel).argmax(dim=-1)  # (B, L)
+        # Gumbel(0, 1) = -log(-log u), u clamped away from 0 so no -inf/NaN arises.
+        noise.clamp_min_(torch.finfo(torch.float64).tiny).log_().neg_().log_().neg_()
+        return scores.add_(noise).argmax(dim=-1)  # (...)
 
 
 TOKEN_CHOOSERS: dict[str, type] = {"greedy": Greedy, "multinomial": Multinomial}

@@ -9,13 +9,18 @@ approximation (measured: scripts/bench_cache_error.py); the cache is rebuilt at 
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from llada.models.native import KVPrefix
 
 
 class PrefixCachedLogits:
-    """`logits = f(canvas, attention_mask)` with a `begin_block(start)` hook for the generator."""
+    """The decoders' `block_logits(canvas, attention_mask, start, end)` with a `begin_block` hook.
+
+    Only the block's logits come back (the head runs on its columns alone): outside the block
+    nothing is ever committed.
+    """
 
     def __init__(self, backbone: nn.Module, dual: bool = False) -> None:
         if not getattr(backbone, "supports_kv_cache", False):
@@ -24,21 +29,36 @@ class PrefixCachedLogits:
                 "cache (set sampler.kv_cache=false)"
             )
         self.backbone, self.dual = backbone, dual
-        self.start, self.end = 0, None
         self.kv: KVPrefix | None = None
 
     def begin_block(self, start: int, end: int) -> None:
         """A new block [start, end): the next call refreshes the cache."""
-        self.start, self.end, self.kv = start, end, None
+        self.kv = None
 
-    def __call__(self, canvas: Tensor, attention_mask: Tensor | None) -> Tensor:
-        end = self.end if self.dual and self.end is not None else canvas.shape[1]
-        if self.kv is None or (self.start == 0 and end == canvas.shape[1]):
-            self.kv = KVPrefix(self.start, end if self.dual else None)
-            logits = self.backbone(canvas, attention_mask, kv=self.kv)  # (B, L, V)
+    def block_logits(
+        self, canvas: Tensor, attention_mask: Tensor | None, start: int, end: int
+    ) -> Tensor:
+        """Logits (B, end - start, V) of canvas[:, start:end]; canvas (B, L) is the whole one."""
+        batch, width = canvas.shape
+        stop = end if self.dual else width  # the columns a cached pass runs: [start, stop)
+        if self.kv is None or (start == 0 and stop == width):  # refresh: one full pass
+            self.kv = KVPrefix(start, end if self.dual else None)
+            logits = self.backbone(
+                canvas, attention_mask, kv=self.kv, output_mask=_columns(canvas, width, start, end)
+            )
             self.kv.record = False
-            return logits
-        block = self.backbone(canvas[:, self.start : end], attention_mask, kv=self.kv)
-        full = block.new_zeros(canvas.shape[0], canvas.shape[1], block.shape[2])  # (B, L, V)
-        full[:, self.start : end] = block  # outside the block nothing is ever committed
-        return full
+        else:
+            logits = self.backbone(
+                canvas[:, start:stop],
+                attention_mask,
+                kv=self.kv,
+                output_mask=_columns(canvas, stop - start, 0, end - start),
+            )
+        return logits.view(batch, end - start, -1)  # (B, n, V)
+
+
+def _columns(canvas: Tensor, width: int, start: int, end: int) -> Tensor:
+    """(B, W) bool on the canvas' device: True at columns [start, end) (the logits needed)."""
+    columns = torch.zeros(canvas.shape[0], width, dtype=torch.bool, device=canvas.device)
+    columns[:, start:end] = True
+    return columns
