@@ -1,7 +1,7 @@
 """Decoding 256 new tokens: block diffusion's exact KV cache against the MDM's block decoding.
 
     python scripts/bench_block_decode.py [--runs DIR] [--reuse | --train-only] [--samples 8]
-                                         [--repeats 3]
+                                         [--repeats 3] [--new-tokens 256]
 
 Trains (or, with --reuse, reads) three models of the same size on the default corpus with a
 320-token context through `llada.train`: LLaDA's MDM, objective=bd3 with blocks of 16, and the
@@ -10,6 +10,7 @@ AR baseline as the judge. Then, each setting in a fresh process (clean peak memo
 tokens) at the same plan: blocks of 16, one token per step, 256 forward passes (NFE):
 - mdm: semi-autoregressive blocks, no cache (every step runs the whole canvas);
 - mdm + prefix cache: Fast-dLLM's approximate cache of the positions before the block;
+- mdm + dual cache: Fast-dLLM's DualCache, the still-masked suffix cached too (only the block runs);
 - bd3: the exact cache (each step runs the 16-token block against cached keys);
 - bd3 without cache: the same model recomputing the window every step.
 Reports tokens/s (median and spread over --repeats timed runs after a warm-up), NFE, peak RSS,
@@ -41,9 +42,11 @@ MODELS = {
     "bd3": ["objective=bd3", f"objective.block_size={BLOCK}"],
     "ar": ["model=ar_tiny"],
 }
+MDM_PLAN = {"block_length": BLOCK}  # and steps = new tokens: one token per step
 SETTINGS: dict[str, tuple[str, dict[str, Any]]] = {
-    "mdm (no cache)": ("mdm", {"block_length": BLOCK, "steps": NEW_TOKENS}),
-    "mdm + prefix cache": ("mdm", {"block_length": BLOCK, "steps": NEW_TOKENS, "kv_cache": True}),
+    "mdm (no cache)": ("mdm", MDM_PLAN),
+    "mdm + prefix cache": ("mdm", {**MDM_PLAN, "kv_cache": True}),
+    "mdm + dual cache": ("mdm", {**MDM_PLAN, "dual_cache": True}),
     "bd3 exact cache": ("bd3", {"steps": BLOCK}),
     "bd3 no cache": ("bd3", {"steps": BLOCK}),
 }
@@ -53,7 +56,9 @@ def checkpoint(runs: Path, model: str) -> Path:
     return runs / model / "checkpoints" / "last.ckpt"
 
 
-def one(ckpt: str, judge: str, setting: str, samples: int, repeats: int) -> dict[str, Any]:
+def one(
+    ckpt: str, judge: str, setting: str, samples: int, repeats: int, new_tokens: int
+) -> dict[str, Any]:
     """Decode with one setting in this process; time `repeats` runs; judge the last samples."""
     import torch
 
@@ -63,15 +68,16 @@ def one(ckpt: str, judge: str, setting: str, samples: int, repeats: int) -> dict
     model = DiffusionLM.load_from_checkpoint(ckpt)
     if setting == "bd3 no cache":
         model.objective.kv_cache = False
-    options = {**SETTINGS[setting][1], "sampler": "multinomial", "forbid_eos": True}
+    options = {"steps": new_tokens, **SETTINGS[setting][1], "sampler": "multinomial",
+               "forbid_eos": True}  # fmt: skip
     prompts = [PROMPTS[i % len(PROMPTS)] for i in range(samples)]
     model.generate_with_info(prompts[:2], 32, seed=1, **options)  # warm-up
     rates, out = [], None
     for repeat in range(repeats):
         started = time.perf_counter()
-        out = model.generate_with_info(prompts, NEW_TOKENS, seed=repeat, **options)
-        rates.append(samples * NEW_TOKENS / (time.perf_counter() - started))
-    assert out is not None and out.tokens.shape == (samples, NEW_TOKENS)
+        out = model.generate_with_info(prompts, new_tokens, seed=repeat, **options)
+        rates.append(samples * new_tokens / (time.perf_counter() - started))
+    assert out is not None and out.tokens.shape == (samples, new_tokens)
     texts = [f"{prompt} {text}" for prompt, text in zip(prompts, out.texts, strict=True)]
     return {
         "setting": setting,
@@ -92,6 +98,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--train-only", action="store_true", help="train, time nothing")
+    parser.add_argument("--new-tokens", type=int, default=NEW_TOKENS)
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one setting
     args = parser.parse_args()
     if args.one:
@@ -102,6 +109,7 @@ def main() -> None:
             args.one,
             args.samples,
             args.repeats,
+            args.new_tokens,
         )
         print(json.dumps(result))
         return
@@ -120,7 +128,8 @@ def main() -> None:
     rows = []
     for setting in SETTINGS:
         command = [sys.executable, __file__, "--runs", str(args.runs), "--one", setting,
-                   "--samples", str(args.samples), "--repeats", str(args.repeats)]  # fmt: skip
+                   "--samples", str(args.samples), "--repeats", str(args.repeats),
+                   "--new-tokens", str(args.new_tokens)]  # fmt: skip
         done = subprocess.run(command, check=True, cwd=REPO, capture_output=True, text=True)
         rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
         row = rows[-1]
@@ -130,17 +139,20 @@ def main() -> None:
 
 
 def write(rows: list[dict[str, Any]], args: Any, machine: dict[str, Any], line: str) -> None:
-    out = REPO / "scripts" / "results" / "bench_block_decode"
+    suffix = "" if args.new_tokens == NEW_TOKENS else f"_{args.new_tokens}"
+    out = REPO / "scripts" / "results" / f"bench_block_decode{suffix}"
     baseline = rows[0]["tokens_per_s"]
     out.with_suffix(".json").write_text(json.dumps({"machine": machine, "rows": rows}, indent=2))
     lines = [
-        "# Decoding 256 new tokens: exact block cache vs MDM block decoding "
+        f"# Decoding {args.new_tokens} new tokens: exact block cache vs MDM block decoding "
         "(scripts/bench_block_decode.py)",
         "",
         f"`python scripts/bench_block_decode.py --samples {args.samples} --repeats "
-        f"{args.repeats}`; measured on {line}. Models of the same size (experiment=quick, "
+        f"{args.repeats} --new-tokens {args.new_tokens}`; measured on {line}. "
+        "Models of the same size (experiment=quick, "
         "320-token context, 400 steps of 8 x 320 tokens on the default corpus); "
-        f"{args.samples} samples of {NEW_TOKENS} new tokens per run (4 prompts, multinomial, EOS "
+        f"{args.samples} samples of {args.new_tokens} new tokens per run (4 prompts, "
+        "multinomial, EOS "
         f"forbidden), blocks of {BLOCK}, one token per step. tokens/s: median of "
         f"{args.repeats} timed runs (min-max in brackets), one process per setting, nothing "
         "else running. Judge: the AR baseline trained the same way.",

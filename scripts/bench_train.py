@@ -114,8 +114,10 @@ def run_bare(model: Any, data: list[torch.Tensor], warmup: int) -> tuple[float, 
     return time.perf_counter() - started, started - first
 
 
-def run_lightning(model: Any, data: list[torch.Tensor], warmup: int) -> tuple[float, float]:
-    """Trainer.fit over the same batches; timed from the first step after warm-up.
+def run_lightning(
+    model: Any, data: list[torch.Tensor], warmup: int, precision: str = "32-true"
+) -> tuple[float, float]:
+    """Trainer.fit over the same batches at `precision`; timed from the first step after warm-up.
 
     -> (seconds of the timed steps, seconds of the warm-up steps: compilation for "compiled")."""
     import lightning as L
@@ -132,7 +134,7 @@ def run_lightning(model: Any, data: list[torch.Tensor], warmup: int) -> tuple[fl
     clock = Clock()
     loader = torch.utils.data.DataLoader([{"input_ids": ids} for ids in data], batch_size=None)
     trainer = L.Trainer(
-        accelerator="cpu", devices=1, precision="32-true", max_steps=len(data), logger=False,
+        accelerator="cpu", devices=1, precision=precision, max_steps=len(data), logger=False,
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
         gradient_clip_val=1.0, limit_val_batches=0, num_sanity_val_steps=0, callbacks=[clock],
     )  # fmt: skip

@@ -119,12 +119,30 @@ def test_hf_masked_lm_loads_in_the_asked_dtype(tmp_path) -> None:
     assert masked_lm(vocab_size=40, name_or_path=path).model.dtype == torch.float32
 
 
-def test_rope_inference_form_is_bit_identical_to_the_training_form() -> None:
+def test_rope_inference_form_equals_the_training_form() -> None:
     from llada.models.native import RotaryEmbedding
 
     rope = RotaryEmbedding(head_dim=48, max_len=64)
-    x = torch.randn(3, 4, 20, 48)
+    qkv = torch.randn(3, 20, 3, 4, 48)  # the layout attention rotates: views of a fused qkv
+    x = qkv.permute(2, 0, 3, 1, 4)[1]  # (B, H, L, D), strided
     for positions in (5, torch.tensor([3, 4, 5, 9, 10] * 4)):
         training = rope(x.clone().requires_grad_(), positions)  # the autograd form
-        with torch.no_grad():
-            assert torch.equal(rope(x, positions), training.detach())
+        with torch.no_grad():  # the complex-multiply form: the same up to FMA rounding
+            torch.testing.assert_close(rope(x, positions), training.detach(), rtol=0, atol=1e-6)
+
+
+@torch.no_grad()
+def test_output_columns_equal_the_sliced_full_logits() -> None:
+    torch.manual_seed(0)
+    net = NativeTransformer(vocab_size=50, dim=32, n_layers=2, n_heads=4, max_len=32).eval()
+    ids = torch.randint(0, 50, (3, 12))
+    attention = torch.ones_like(ids)
+    attention[0, :4] = 0  # left padding
+    full = net(ids, attention)  # (B, L, V)
+    for start, end in ((0, 4), (5, 9), (8, 12)):
+        columns = net(ids, attention, output_columns=(start, end))
+        assert columns.shape == (3, end - start, 50)
+        torch.testing.assert_close(columns, full[:, start:end], rtol=1e-5, atol=1e-5)
+    causal = NativeTransformer(vocab_size=50, dim=32, n_layers=1, n_heads=4, causal=True)
+    with pytest.raises(ValueError, match="bidirectional"):
+        causal(ids, output_columns=(0, 4))

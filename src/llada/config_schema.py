@@ -304,6 +304,7 @@ class GenerateSchema:
     seed: int = 0
     plain: bool = True
     visualize: bool = False
+    precision: str = option("auto", OneOf(("auto", "32-true", "bf16-mixed")))
 
 
 @dataclass

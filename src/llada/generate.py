@@ -18,6 +18,7 @@ from llada.cli import CONF_DIR, default_device, require_ckpt
 from llada.config_schema import check_generate_config
 from llada.errors import fail_cleanly
 from llada.generation import MASK_SLOT, Generation, GenerationSettings
+from llada.precision import autocast_for, resolve_precision
 from llada.text_model import TextModel, load_text_model
 
 
@@ -39,6 +40,21 @@ def show_trajectory(model: TextModel, out: Generation, start: int, cfg: DictConf
         print(f"html: {viz.save_html(frames, cfg.viz.html)}", file=sys.stderr)
 
 
+def decode(
+    model: TextModel, prompt: Any, settings: dict[str, Any], record: bool, cfg: DictConfig
+) -> tuple[Generation, int]:
+    """Sample after the prompt(s), or fill a template's slots. -> (generation, first column)."""
+    if is_template(prompt):
+        settings.pop("n_tokens", None)
+        return model.infill_with_info(prompt, seed=cfg.seed, record=record, **settings), 0
+    if cfg.n_tokens is not None:
+        settings["n_tokens"] = cfg.n_tokens
+    out = model.generate_with_info(
+        prompt, num_samples=cfg.num_samples, seed=cfg.seed, record=record, **settings
+    )
+    return out, out.trajectory[0].shape[1] - out.tokens.shape[1] if out.trajectory else 0
+
+
 def run_generation(cfg: DictConfig) -> list[dict[str, Any]]:
     """Load `cfg.ckpt`, sample (or infill), print each text; returns one record per sample."""
     check_generate_config(cfg)
@@ -48,17 +64,9 @@ def run_generation(cfg: DictConfig) -> list[dict[str, Any]]:
     settings = GenerationSettings.group_values(cfg.get("sampler"), cfg.get("remasking"))
     prompt = OmegaConf.to_container(cfg.prompt) if OmegaConf.is_list(cfg.prompt) else cfg.prompt
     record = bool(cfg.visualize or cfg.viz.gif or cfg.viz.html)
-    if is_template(prompt):
-        settings.pop("n_tokens", None)
-        out = model.infill_with_info(prompt, seed=cfg.seed, record=record, **settings)
-        start = 0
-    else:
-        if cfg.n_tokens is not None:
-            settings["n_tokens"] = cfg.n_tokens
-        out = model.generate_with_info(
-            prompt, num_samples=cfg.num_samples, seed=cfg.seed, record=record, **settings
-        )
-        start = out.trajectory[0].shape[1] - out.tokens.shape[1] if out.trajectory else 0
+    precision = resolve_precision(str(cfg.precision), model.device.type)
+    with autocast_for(precision, model.device.type):
+        out, start = decode(model, prompt, settings, record, cfg)
     if record:
         show_trajectory(model, out, start, cfg)
     records = [
@@ -70,7 +78,8 @@ def run_generation(cfg: DictConfig) -> list[dict[str, Any]]:
         print(record_["text"] if cfg.plain else json.dumps(record_))
     print(
         f"nfe={out.nfe} seconds={out.seconds:.3f} tokens/s={out.tokens_per_second:.1f} "
-        f"sampler={out.settings['sampler']} remasking={out.settings['remasking']}",
+        f"sampler={out.settings['sampler']} remasking={out.settings['remasking']} "
+        f"precision={precision}",
         file=sys.stderr,
     )
     return records

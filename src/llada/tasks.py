@@ -9,7 +9,7 @@ sides, the AR baseline in reading order from the text to the left (its only opti
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -60,9 +60,15 @@ def normalized(model: DiffusionLM, text: str) -> str:
 
 
 def exact_match(
-    model: DiffusionLM, task: str, queries: list[Query], batch_size: int = 64
+    model: DiffusionLM,
+    task: str,
+    queries: list[Query],
+    batch_size: int = 64,
+    settings: Mapping[str, Any] | None = None,
 ) -> tuple[float, list[dict[str, Any]]]:
-    """Fraction of queries whose filled template equals the expected text, and one record each."""
+    """Fraction of queries whose filled template equals the expected text, and one record each
+    (with its forward passes, `nfe`). Default decoding: greedy, low_confidence, one token per
+    step; `settings` (generation keys) change it, e.g. a threshold rule."""
     build = TEMPLATE_BUILDERS[task]
     records = []
     for first in range(0, len(queries), batch_size):
@@ -73,10 +79,9 @@ def exact_match(
         ]
         templates = [template for template, _ in pairs]
         steps = max(_slots(template) for template in templates)
-        filled = model.infill_with_info(
-            templates, sampler="greedy", remasking="low_confidence", steps=steps, seed=0
-        ).texts
-        for (template, expected), text in zip(pairs, filled, strict=True):
+        options = {"sampler": "greedy", "remasking": "low_confidence", "steps": steps}
+        out = model.infill_with_info(templates, seed=0, **{**options, **(settings or {})})
+        for (template, expected), text, nfe in zip(pairs, out.texts, out.sample_nfe, strict=True):
             target = normalized(model, expected)
             records.append(
                 {
@@ -84,6 +89,7 @@ def exact_match(
                     "expected": target,
                     "output": text,
                     "correct": text == target,
+                    "nfe": nfe,
                 }
             )
     accuracy = sum(r["correct"] for r in records) / max(len(records), 1)
@@ -100,21 +106,25 @@ def task_accuracy(
     task: str,
     limit: int | None = None,
     batch_size: int = 64,
+    settings: Mapping[str, Any] | None = None,
     **task_options: Any,
 ) -> dict[str, Any]:
-    """Exact-match accuracy per query kind of synthetic task `task` (generated with its options).
+    """Exact-match accuracy per query kind of synthetic task `task` (generated with its options),
+    decoded as `exact_match` does (or with `settings`).
 
-    Returns {"accuracy": {kind: float}, "n": {kind: int}, "records": {kind: [...]}}.
+    Returns {"accuracy": {kind: float}, "n": {kind: int}, "nfe": {kind: mean forward passes per
+    query}, "records": {kind: [...]}}.
     """
     if task not in TEMPLATE_BUILDERS:
         raise ValueError(f"no evaluation for task {task!r}; expected one of: {', '.join(TASKS)}")
     generated = TASKS[task](**task_options)
-    result: dict[str, Any] = {"accuracy": {}, "n": {}, "records": {}}
+    result: dict[str, Any] = {"accuracy": {}, "n": {}, "nfe": {}, "records": {}}
     for kind, queries in generated.queries.items():
         chosen = queries[:limit] if limit else queries
         with torch.no_grad():
-            accuracy, records = exact_match(model, task, chosen, batch_size)
+            accuracy, records = exact_match(model, task, chosen, batch_size, settings)
         result["accuracy"][kind], result["n"][kind] = accuracy, len(chosen)
+        result["nfe"][kind] = sum(r["nfe"] for r in records) / max(len(records), 1)
         result["records"][kind] = records
     return result
 

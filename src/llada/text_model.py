@@ -85,6 +85,11 @@ class TextAPI:
         return bool(getattr(self.backbone, "supports_output_mask", False))
 
     @property
+    def supports_output_columns(self) -> bool:
+        """Whether `forward(..., output_columns=(start, end))` computes only those columns."""
+        return bool(getattr(self.backbone, "supports_output_columns", False))
+
+    @property
     def max_len(self) -> int | None:
         """The backbone's context (what decoders that slide a window read)."""
         return self.backbone.max_len

@@ -22,6 +22,7 @@ from llada.config_schema import check_train_config
 from llada.errors import fail_cleanly
 from llada.generation import GenerationSettings
 from llada.module import DiffusionLM
+from llada.precision import AUTO, resolve_precision
 
 # The CSV logger shares the run directory with Hydra's files on purpose (metrics.csv at the top).
 warnings.filterwarnings("ignore", message=r"Experiment logs directory .* exists and is not empty")
@@ -151,8 +152,15 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]
     loggers = [instantiate(c) for c in cfg.logger.values() if c is not None] if cfg.logger else []
+    precision = resolve_precision(str(cfg.trainer.precision), str(cfg.trainer.accelerator))
+    if cfg.trainer.precision == AUTO:
+        print(f"precision: {precision} (trainer.precision=auto on this machine)")
     trainer: L.Trainer = instantiate(
-        cfg.trainer, callbacks=callbacks, logger=loggers or False, default_root_dir=str(run_dir)
+        cfg.trainer,
+        callbacks=callbacks,
+        logger=loggers or False,
+        default_root_dir=str(run_dir),
+        precision=precision,
     )
     if cfg.get("global_batch_size"):
         apply_global_batch_size(trainer, cfg.data.batch_size, cfg.global_batch_size)

@@ -148,11 +148,14 @@ def block_logits(
     """Logits (B, end - start, V) of the block canvas[:, start:end], the model run on the canvas.
 
     A logits function with its own `block_logits` (a KV cache) runs only what it must; one that
-    `supports_output_mask` computes its head on the block's columns only; others are sliced.
+    `supports_output_columns` computes its last layer and head on the block's columns only, one
+    that `supports_output_mask` its head; others are sliced.
     """
     own = getattr(logits_fn, "block_logits", None)
     if own is not None:
         return own(canvas, attention_mask, start, end)
+    if getattr(logits_fn, "supports_output_columns", False):
+        return logits_fn(canvas, attention_mask, output_columns=(start, end))  # (B, n, V)
     if getattr(logits_fn, "supports_output_mask", False):
         columns = torch.zeros_like(canvas, dtype=torch.bool)  # (B, L)
         columns[:, start:end] = True

@@ -93,17 +93,16 @@ class RotaryEmbedding(nn.Module):
         """x (B, H, L, D) at positions offset.. offset+L (or the given (L,)) -> x rotated."""
         cos, sin = self.tables(positions, x.shape[-2])
         cos, sin = cos.to(x.dtype), sin.to(x.dtype)  # (L, D/2)
+        if x.dtype in (torch.float32, torch.float64) and not (
+            torch.is_grad_enabled() and x.requires_grad
+        ):
+            # Inference: one complex multiply per pair, (x1 + i x2)(cos + i sin), reading x once
+            # (14x faster than the stacked form on CPU); equal to it within 1e-6 (FMA rounding).
+            pairs = torch.view_as_complex(x.unflatten(-1, (-1, 2)))  # (B, H, L, D/2) complex
+            turns = torch.complex(cos, sin).to(pairs.dtype)  # (L, D/2)
+            return torch.view_as_real(pairs * turns).flatten(-2)  # (B, H, L, D)
         x1, x2 = x[..., 0::2], x[..., 1::2]  # (B, H, L, D/2)
-        if torch.is_grad_enabled() and x.requires_grad:  # training: autograd needs no out=
-            rotated = torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
-            return rotated.flatten(-2)  # (B, H, L, D)
-        # Inference writes both halves into one output (no stack copy: 3x faster on CPU) with
-        # the same products and sums, so the values are bit-identical to the training form.
-        shape = (*x.shape[:-1], x.shape[-1] // 2, 2)
-        rotated = torch.empty(shape, dtype=x.dtype, device=x.device)  # (B, H, L, D/2, 2)
-        even, odd = rotated[..., 0], rotated[..., 1]  # (B, H, L, D/2) views
-        torch.mul(x1, cos, out=even).sub_(x2 * sin)
-        torch.mul(x1, sin, out=odd).add_(x2 * cos)
+        rotated = torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
         return rotated.flatten(-2)  # (B, H, L, D)
 
 
@@ -122,11 +121,13 @@ class Attention(nn.Module):
         attn_bias: Tensor | None,
         positions: int | Tensor = 0,
         kv: KVCache | None = None,
+        rows: slice | None = None,
     ) -> Tensor:
         """x (B, L, dim) at `positions` (the first one, or all (L,)) -> (B, L, dim).
 
         With `kv`, keys/values of earlier positions come from the cache, and the computed ones
-        are stored when the cache records them.
+        are stored when the cache records them. `rows`: only those queries (bidirectional
+        attention; every key still counts) -> (B, n, dim).
         """
         batch, length, dim = x.shape
         qkv = self.qkv(x).view(batch, length, 3, self.n_heads, dim // self.n_heads)
@@ -134,10 +135,14 @@ class Attention(nn.Module):
         q, k = self.rope(q, positions), self.rope(k, positions)
         if kv is not None:
             k, v = kv.extend(self, k, v)  # (B, H, prefix + L, D)
+        if rows is not None:
+            q = q[:, :, rows]  # (B, H, n, D)
+            if attn_bias is not None and attn_bias.shape[-2] > 1:
+                attn_bias = attn_bias[..., rows, :]  # a pattern's rows of those queries
         # A bias from the caller already holds causality (it also hides padded keys).
         is_causal = self.causal and attn_bias is None
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_bias, is_causal=is_causal)
-        return self.out(y.transpose(1, 2).reshape(batch, length, dim))  # (B, L, dim)
+        return self.out(y.transpose(1, 2).reshape(batch, q.shape[2], dim))  # (B, L|n, dim)
 
 
 class SwiGLU(nn.Module):
@@ -266,8 +271,11 @@ class Block(nn.Module):
         attn_bias: Tensor | None,
         positions: int | Tensor = 0,
         kv: KVCache | None = None,
+        rows: slice | None = None,
     ) -> Tensor:
-        x = x + self.attn(self.attn_norm(x), attn_bias, positions, kv)
+        """x (B, L, dim) -> (B, L, dim), or (B, n, dim) for `rows` only (all keys still seen)."""
+        attended = self.attn(self.attn_norm(x), attn_bias, positions, kv, rows)
+        x = (x if rows is None else x[:, rows]) + attended
         return x + self.mlp(self.mlp_norm(x))
 
 
@@ -279,6 +287,7 @@ class NativeTransformer(nn.Module):
     """
 
     supports_output_mask = True
+    supports_output_columns = True  # forward(..., output_columns=(start, end)): a block's logits
     supports_kv_cache = True  # forward(..., kv=KVPrefix): `PrefixCachedLogits`
     # forward(..., attention=(Lq, Lk) bool, positions=(L,)): block diffusion's patterns
     supports_attention_pattern = True
@@ -375,8 +384,14 @@ class NativeTransformer(nn.Module):
         kv: KVCache | None = None,
         attention: Tensor | None = None,
         positions: Tensor | None = None,
+        output_columns: tuple[int, int] | None = None,
     ) -> Tensor:
-        """Logits (B, L, V), or (N, V) for the N positions of `output_mask` in row-major order.
+        """Logits (B, L, V), or (N, V) for the N positions of `output_mask` in row-major order,
+        or (B, end - start, V) for `output_columns` (start, end) of the inputs.
+
+        - `output_columns` (a decoder's block): the last layer computes only those queries (the
+          keys/values of every position still count) and the head runs there only: the same
+          values as slicing the full output, at less cost. Bidirectional models only.
 
         - `kv`: keys/values of earlier positions come from a cache (`KVPrefix`, `BlockKVCache`);
           `input_ids` are the positions after them and `attention_mask` (B, cached + L) covers
@@ -396,9 +411,10 @@ class NativeTransformer(nn.Module):
             raise ValueError(
                 f"sequence length {span} exceeds the model context model.max_len={self.max_len}"
             )
-        if (kv is not None or attention is not None) and self.causal:
+        if (kv is not None or attention is not None or output_columns is not None) and self.causal:
             raise ValueError(
-                "KV caches and attention patterns are for bidirectional models (model.causal=false)"
+                "KV caches, attention patterns and output columns are for bidirectional models "
+                "(model.causal=false)"
             )
         visible = None
         if attention_mask is not None and not bool(attention_mask.all()):
@@ -408,9 +424,11 @@ class NativeTransformer(nn.Module):
         else:
             attn_bias = None if visible is None else self._attention_bias(visible)
         where: int | Tensor = first if positions is None else positions
+        # Only the asked columns leave the last layer, unless the token shift reads neighbours.
+        rows = None if output_columns is None or self.token_shift else slice(*output_columns)
         x = self.embed(input_ids)  # (B, L, dim)
-        for block in self.blocks:
-            x = block(x, attn_bias, where, kv)
+        for index, block in enumerate(self.blocks):
+            x = block(x, attn_bias, where, kv, rows if index == len(self.blocks) - 1 else None)
         if self.token_shift:  # per position, so the shift can come before the head
             if kv is not None:
                 raise ValueError(
@@ -419,6 +437,8 @@ class NativeTransformer(nn.Module):
                 )
             keys = torch.ones_like(input_ids, dtype=torch.bool) if visible is None else visible
             x = shifted(x, keys, attention, positions)
+            if output_columns is not None:
+                x = x[:, slice(*output_columns)]  # (B, n, dim)
         if output_mask is not None:
             x = x[output_mask]  # (N, dim)
         return self.lm_head(self.norm(x))  # (B, L, V) or (N, V)

@@ -9,7 +9,6 @@ approximation (measured: scripts/bench_cache_error.py); the cache is rebuilt at 
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
 from llada.models.native import KVPrefix
@@ -39,26 +38,13 @@ class PrefixCachedLogits:
         self, canvas: Tensor, attention_mask: Tensor | None, start: int, end: int
     ) -> Tensor:
         """Logits (B, end - start, V) of canvas[:, start:end]; canvas (B, L) is the whole one."""
-        batch, width = canvas.shape
+        width = canvas.shape[1]
         stop = end if self.dual else width  # the columns a cached pass runs: [start, stop)
         if self.kv is None or (start == 0 and stop == width):  # refresh: one full pass
             self.kv = KVPrefix(start, end if self.dual else None)
-            logits = self.backbone(
-                canvas, attention_mask, kv=self.kv, output_mask=_columns(canvas, width, start, end)
-            )
+            logits = self.backbone(canvas, attention_mask, kv=self.kv, output_columns=(start, end))
             self.kv.record = False
-        else:
-            logits = self.backbone(
-                canvas[:, start:stop],
-                attention_mask,
-                kv=self.kv,
-                output_mask=_columns(canvas, stop - start, 0, end - start),
-            )
-        return logits.view(batch, end - start, -1)  # (B, n, V)
-
-
-def _columns(canvas: Tensor, width: int, start: int, end: int) -> Tensor:
-    """(B, W) bool on the canvas' device: True at columns [start, end) (the logits needed)."""
-    columns = torch.zeros(canvas.shape[0], width, dtype=torch.bool, device=canvas.device)
-    columns[:, start:end] = True
-    return columns
+            return logits  # (B, n, V)
+        return self.backbone(
+            canvas[:, start:stop], attention_mask, kv=self.kv, output_columns=(0, end - start)
+        )  # (B, n, V)
