@@ -43,6 +43,14 @@ def test_bf16_mixed_runs_on_cpu(tmp_path: Path) -> None:
     assert torch.isfinite(torch.tensor(result["metrics"]["train/loss"]))
 
 
+def test_auto_precision_trains_at_what_this_machine_supports(tmp_path: Path) -> None:
+    from llada.precision import resolve_precision
+
+    result = run(tmp_path, "trainer.precision=auto", "trainer.max_steps=2")
+    assert result["trainer"].precision == resolve_precision("auto", "cpu")
+    assert torch.isfinite(torch.tensor(result["metrics"]["train/loss"]))
+
+
 def test_global_batch_size_sets_accumulation(tmp_path: Path) -> None:
     result = run(tmp_path, "global_batch_size=32", "trainer.max_steps=2")  # batch 8 -> 4 x 8
     assert result["trainer"].accumulate_grad_batches == 4
