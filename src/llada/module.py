@@ -87,12 +87,6 @@ class DiffusionLM(TextAPI, L.LightningModule):
         if self.compile_backbone and stage == "fit":
             self.backbone.compile()
 
-    def forward(
-        self, input_ids: Tensor, attention_mask: Tensor | None = None, **backbone_options: Any
-    ) -> Tensor:
-        """Logits (B, L, V); `backbone_options` (kv, attention, ...) go to the backbone."""
-        return self.backbone(input_ids, attention_mask, **backbone_options)
-
     # --------------------------------------------------------------- training
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor | None:
         self.objective.at_step(self.global_step)

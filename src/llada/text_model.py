@@ -67,6 +67,13 @@ class TextAPI:
         self.objective.check_generation(generation.cfg_scale)  # bad settings fail before work
         self.generation = generation
 
+    def forward(
+        self, input_ids: Tensor, attention_mask: Tensor | None = None, **backbone_options: Any
+    ) -> Tensor:
+        """Logits (B, L, V); `backbone_options` (kv, attention, output_mask, output_columns)
+        go to the backbone."""
+        return self.backbone(input_ids, attention_mask, **backbone_options)
+
     @property
     def schedule(self) -> MaskingSchedule:
         return self.objective.schedule
@@ -248,12 +255,6 @@ class TextModel(TextAPI, nn.Module):
     @property
     def device(self) -> torch.device:
         return next(self.backbone.parameters()).device
-
-    def forward(
-        self, input_ids: Tensor, attention_mask: Tensor | None = None, **backbone_options: Any
-    ) -> Tensor:
-        """Logits (B, L, V); `backbone_options` (kv, attention, output_mask) go to the backbone."""
-        return self.backbone(input_ids, attention_mask, **backbone_options)
 
 
 def load_text_model(
