@@ -2,8 +2,8 @@
 
 Measured (scripts/results/bench_precision.md): on an Intel Xeon with AMX, bf16 matmuls run several
 times faster than fp32 and `bf16-mixed` training is faster; on AMD EPYC hosts with AVX2 only bf16
-is emulated and ~16x slower. `auto` (the default of `trainer.precision` and of generation) picks
-per machine; any Lightning precision string overrides it.
+is emulated and ~16x slower. `auto` (the default of `llada.generate`; `trainer.precision=auto`
+for training) picks per machine; any Lightning precision string overrides it.
 """
 
 from __future__ import annotations
