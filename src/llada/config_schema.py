@@ -15,6 +15,7 @@ preparation and training instead of after.
 
 from __future__ import annotations
 
+import importlib
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, make_dataclass
@@ -253,6 +254,60 @@ class NextTokenSchema:
     """objective=ar: no options (closed)."""
 
 
+def importable(path: Any) -> bool:
+    """A `_target_` that names something Hydra can import (a reward function, an estimator)."""
+    module_name, _, name = str(path).rpartition(".")
+    try:
+        return hasattr(importlib.import_module(module_name), name)
+    except ImportError:  # a module that does not exist, or one whose imports fail
+        return False
+
+
+def target_exists(key: str, example: str) -> Relation:
+    return Relation(
+        (f"{key}._target_",),
+        importable,
+        f"an importable function or class, e.g. {example}",
+        problem="does not exist",
+    )
+
+
+@dataclass
+class GRPOSchema(MaskedDiffusionSchema):
+    """objective=grpo: diffu-GRPO's options (closed; the MDM's are inherited)."""
+
+    reward: Any = None
+    group_size: int = option(4, Range(2))
+    inner_steps: int = option(1, Range(1))
+    clip_eps: float = option(0.2, Range(0, low_open=True))
+    kl_beta: float = option(0.04, Range(0))
+    scale_rewards: bool = True
+    estimator: Any = None
+    temperature: float = option(1.0, Range(0))
+    steps: int | None = option(None, Range(1))
+    block_length: int | None = option(None, Range(1))
+    remasking: Any = None
+    reference: str | None = None
+    relations: ClassVar[tuple[Relation, ...]] = (
+        target_exists("reward", "llada.data.rewards.sudoku_solved (see llada.data.rewards)"),
+        target_exists("estimator", "llada.diffusion.policy_logprob.MeanFieldLogProbs"),
+        target_exists("remasking", "llada.diffusion.remasking.LowConfidenceRemasking"),
+    )
+
+
+@dataclass
+class VRPOSchema(MaskedDiffusionSchema):
+    """objective=vrpo: DPO with ELBOs and LLaDA 1.5's variance reductions (closed)."""
+
+    beta: float = option(0.1, Range(0, low_open=True))
+    estimator: Any = None
+    antithetic: bool = True
+    reference: str | None = None
+    relations: ClassVar[tuple[Relation, ...]] = (
+        target_exists("estimator", "llada.diffusion.policy_logprob.ELBOLogProbs"),
+    )
+
+
 @dataclass
 class TrainerSchema:
     """conf/trainer: the loop's counts; Lightning checks the rest (accelerator, precision)."""
@@ -327,7 +382,12 @@ HUB_CORPUS = "llada.data.sources.hub_dataset"
 HF_DISTILBERT = "llada.models.hf.distilbert"
 HF_MASKED_LM = "llada.models.hf.masked_lm"
 HF_CAUSAL_LM = "llada.models.hf_causal.causal_lm"
-NAMED_TARGETS = (TEXT_DATA, SFT_DATA, HUB_CORPUS, HF_DISTILBERT, HF_MASKED_LM, HF_CAUSAL_LM)
+GRPO_OBJECTIVE = "llada.diffusion.grpo.DiffuGRPO"
+VRPO_OBJECTIVE = "llada.diffusion.vrpo.VRPO"
+NAMED_TARGETS = (
+    TEXT_DATA, SFT_DATA, HUB_CORPUS, HF_DISTILBERT, HF_MASKED_LM, HF_CAUSAL_LM, GRPO_OBJECTIVE,
+    VRPO_OBJECTIVE,
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -412,6 +472,8 @@ TRAIN_GROUPS = (
             target(MaskedDiffusion): MaskedDiffusionSchema,
             target(NextToken): NextTokenSchema,
             target(BlockDiffusion): BlockDiffusionSchema,
+            GRPO_OBJECTIVE: GRPOSchema,
+            VRPO_OBJECTIVE: VRPOSchema,
         },
         by="_target_",
         closed=True,

@@ -4,6 +4,9 @@ Every query becomes a template with `[MASK]xN` where the answer goes (N = the an
 count, given to both kinds of model) and the expected full text. Both models fill templates with
 `infill_with_info` and greedy choice: the diffusion model in any order with the text on both
 sides, the AR baseline in reading order from the text to the left (its only option).
+
+A filled template is correct if it equals the expected text or, for a task with many right
+answers (countdown), if the task's verifiable reward says so (`JUDGES`).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
 from llada.atomic import atomic_write
+from llada.data import rewards
 from llada.data.synthetic import BLANK, TASKS
 from llada.generation import MASK_SLOT
 from llada.module import DiffusionLM
@@ -46,11 +50,33 @@ def blank_cells(query: Query, answer_tokens: int) -> Template:
     return " ".join("[MASK]" if cell == BLANK else cell for cell in puzzle.split()), solution
 
 
+def answer_after(query: Query, answer_tokens: int) -> Template:
+    """(prompt, answer) -> a slot right after the prompt, "3 7 2 to 23 : [MASK]x5": no full stop,
+    as the trained text has none."""
+    prompt, answer = query
+    return f"{prompt} [MASK]x{answer_tokens}", f"{prompt} {answer}"
+
+
 # How each task's queries become templates (the answer count is computed from the tokenizer).
 TEMPLATE_BUILDERS: dict[str, Callable[[Query, int], Template]] = {
     "reversal": answer_slot,
     "sudoku": blank_cells,
+    "countdown": answer_after,
 }
+
+
+def same_text(output: str, expected: str) -> bool:
+    """The default judge: the filled text is the expected one."""
+    return output == expected
+
+
+def countdown_correct(output: str, expected: str) -> bool:
+    """Any expression that reaches the target with the given numbers, not only the reference."""
+    return rewards.countdown(output, expected) == 1.0
+
+
+# Whether a filled template (output) is right, per task; tasks not listed use `same_text`.
+JUDGES: dict[str, Callable[[str, str], bool]] = {"countdown": countdown_correct}
 
 
 def normalized(model: DiffusionLM, text: str) -> str:
@@ -66,10 +92,12 @@ def exact_match(
     batch_size: int = 64,
     settings: Mapping[str, Any] | None = None,
 ) -> tuple[float, list[dict[str, Any]]]:
-    """Fraction of queries whose filled template equals the expected text, and one record each
-    (with its forward passes, `nfe`). Default decoding: greedy, low_confidence, one token per
-    step; `settings` (generation keys) change it, e.g. a threshold rule."""
+    """Fraction of queries whose filled template equals the expected text (or that the task's
+    judge in `JUDGES` accepts), and one record each (with its forward passes, `nfe`). Default
+    decoding: greedy, low_confidence, one token per step; `settings` (generation keys) change it,
+    e.g. a threshold rule."""
     build = TEMPLATE_BUILDERS[task]
+    judge = JUDGES.get(task, same_text)
     records = []
     for first in range(0, len(queries), batch_size):
         chunk = queries[first : first + batch_size]
@@ -88,7 +116,7 @@ def exact_match(
                     "template": template,
                     "expected": target,
                     "output": text,
-                    "correct": text == target,
+                    "correct": judge(text, target),
                     "nfe": nfe,
                 }
             )

@@ -62,6 +62,7 @@ class TextAPI:
             )
         self.objective = objective
         self.objective.check_backbone(backbone)
+        self.objective.bind(backbone, tokenizer)
         if not isinstance(generation, GenerationSettings):
             generation = GenerationSettings.from_dict(generation)
         self.objective.check_generation(generation.cfg_scale)  # bad settings fail before work

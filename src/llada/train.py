@@ -6,6 +6,7 @@ notebooks call it directly.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import warnings
@@ -14,7 +15,7 @@ from typing import Any
 
 import hydra
 import lightning as L
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from llada.cli import CONF_DIR
@@ -66,22 +67,39 @@ def refuse_to_overwrite(run_dir: Path, ckpt_path: str | None) -> None:
         )
 
 
+def init_from_kinds(cfg: DictConfig) -> tuple[str, ...]:
+    """The kinds of checkpoint `model.init_from` takes for the run's objective (one-line error
+    when a post-training objective has none)."""
+    objective = get_class(cfg.objective._target_)
+    if objective.needs_init_from and not cfg.model.get("init_from"):
+        raise ValueError(
+            f"objective {objective.__name__} post-trains a model: set model.init_from=<a "
+            f"{' or '.join(objective.init_from_kinds)} .ckpt> (e.g. experiment=sudoku's last.ckpt)"
+        )
+    return objective.init_from_kinds
+
+
 def build_model(cfg: DictConfig, tokenizer: Any) -> DiffusionLM:
     """Backbone, objective (a partial: the module supplies the tokenizer's ids) and the module."""
     backbone = instantiate(cfg.model)(vocab_size=len(tokenizer))
     if hasattr(backbone, "fit_vocab"):  # pretrained weights, tokenizer with added tokens
         backbone.fit_vocab(len(tokenizer))
-    if getattr(backbone, "init_from", None):  # model.init_from: an AR checkpoint's weights
-        from llada.init_from import load_backbone_weights, read_ar_checkpoint
+    if getattr(backbone, "init_from", None):  # model.init_from: a checkpoint's weights
+        from llada.init_from import load_backbone_weights, read_init_checkpoint
 
-        load_backbone_weights(
-            backbone, read_ar_checkpoint(backbone.init_from)[0], backbone.init_from
-        )
+        weights = read_init_checkpoint(backbone.init_from, init_from_kinds(cfg))[0]
+        load_backbone_weights(backbone, weights, backbone.init_from)
+    objective = instantiate(cfg.objective)  # a partial
+    if cfg.objective.get("reference"):  # objective.reference: a checkpoint for the KL reference
+        from llada.init_from import load_reference
+
+        reference = load_reference(cfg.objective.reference, backbone, tokenizer)
+        objective = functools.partial(objective, reference=reference)
     return DiffusionLM(
         backbone=backbone,
         tokenizer=tokenizer,
         schedule=instantiate(cfg.masking),
-        objective=instantiate(cfg.objective),
+        objective=objective,
         optimizer=instantiate(cfg.optim.optimizer),
         lr_scheduler=instantiate(cfg.optim.scheduler) if cfg.optim.get("scheduler") else None,
         generation=GenerationSettings.from_groups(cfg.sampler, cfg.remasking),
@@ -140,10 +158,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         from llada.hub import load_tokenizer
 
         pretrained_tokenizer = load_tokenizer(tokenizer_source)
-    if cfg.model.get("init_from"):  # the AR checkpoint's tokenizer: its embedding rows
-        from llada.init_from import read_ar_checkpoint
+    if cfg.model.get("init_from") or get_class(cfg.objective._target_).needs_init_from:
+        from llada.init_from import read_init_checkpoint  # the checkpoint's tokenizer
 
-        pretrained_tokenizer = read_ar_checkpoint(cfg.model.init_from)[1]
+        pretrained_tokenizer = read_init_checkpoint(cfg.model.init_from, init_from_kinds(cfg))[1]
     tokenizer = datamodule.prepare_tokenizer(pretrained_tokenizer)
     model = build_model(cfg, tokenizer)
     model.data_config = OmegaConf.to_container(cfg.data, resolve=True)

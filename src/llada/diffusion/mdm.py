@@ -39,6 +39,7 @@ class MaskedDiffusion(Objective):
     lm_kind = "diffusion"
     attention = "bidirectional"
     exact = False
+    init_from_kinds = ("autoregressive", "diffusion")  # adapt an AR model, or fine-tune an MDM
 
     def __init__(
         self,

@@ -131,6 +131,16 @@ class Objective(ABC):
         """Restore `state()` from a checkpoint."""
         return None
 
+    # What `model.init_from` takes for this objective (checkpoint kinds, the `lm_kind`s): an AR
+    # checkpoint to adapt or continue, a diffusion one to fine-tune or post-train; post-training
+    # objectives need one (`needs_init_from`).
+    init_from_kinds: ClassVar[tuple[str, ...]] = ("autoregressive",)
+    needs_init_from: ClassVar[bool] = False
+
+    def bind(self, backbone: Any, tokenizer: Any) -> None:
+        """Called once the model is built (post-training needs its tokenizer and a reference)."""
+        return None
+
     def validation_summary(self, apply: bool = True) -> dict[str, float]:
         """Scalars to log after a validation epoch besides the bound; resets what led to them.
         `apply=False` (Lightning's sanity check): measure, but change nothing for training."""
