@@ -191,10 +191,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if trainer.is_global_zero and "val/ppl" in metrics:
         metrics["unigram_ppl"] = datamodule.unigram_perplexity()
         kind = model.objective.perplexity_label()
+        floor = metrics["unigram_ppl"]  # NaN for post-training rows: no corpus to compare with
         print(
             f"validation {kind} {metrics['val/ppl']:.1f} "
-            f"(+- {metrics.get('val/elbo_stderr', float('nan')):.3f} nats stderr) vs unigram "
-            f"perplexity {metrics['unigram_ppl']:.1f} of the corpus"
+            f"(+- {metrics.get('val/elbo_stderr', float('nan')):.3f} nats stderr)"
+            + (f" vs unigram perplexity {floor:.1f} of the corpus" if floor == floor else "")
         )
     close_wandb_runs(trainer)
     return {"metrics": metrics, "model": model, "trainer": trainer, "run_dir": run_dir}
