@@ -153,9 +153,21 @@ class DiffuGRPO(MaskedDiffusion):
         self.rollouts: Rollouts | None = None
         self.decode_text: Callable[[Tensor], list[str]] | None = None
 
+    def options(self) -> dict[str, Any]:
+        """Every option (the config group's keys); checkpoints keep only the MDM's (`recipe`)."""
+        return {
+            **super().options(),
+            "reward": self.reward, "group_size": self.group_size,
+            "inner_steps": self.inner_steps, "clip_eps": self.clip_eps, "kl_beta": self.kl_beta,
+            "scale_rewards": self.scale_rewards, "estimator": self.estimator,
+            "temperature": self.chooser.temperature, "steps": self.steps,
+            "block_length": self.block_length, "remasking": self.remasking,
+            "reference": self.reference,
+        }  # fmt: skip
+
     def recipe(self) -> dict[str, Any]:
         """The trained network is an MDM: checkpoints say so (generate/eval read them as such)."""
-        return {"_target_": "llada.diffusion.mdm.MaskedDiffusion", **super().options()}
+        return {"_target_": "llada.diffusion.mdm.MaskedDiffusion", **MaskedDiffusion.options(self)}
 
     def bind(self, backbone: nn.Module, tokenizer: Any) -> None:
         """Texts for the reward come from the model's tokenizer; the reference is a frozen copy

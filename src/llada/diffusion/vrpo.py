@@ -65,9 +65,16 @@ class VRPO(MaskedDiffusion):
         self.estimator = estimator or ELBOLogProbs(n_times=8)
         self.reference = reference
 
+    def options(self) -> dict[str, Any]:
+        """Every option (the config group's keys); checkpoints keep only the MDM's (`recipe`)."""
+        return {
+            **super().options(), "beta": self.beta, "estimator": self.estimator,
+            "antithetic": self.antithetic, "reference": self.reference,
+        }  # fmt: skip
+
     def recipe(self) -> dict[str, Any]:
         """The trained network is an MDM: checkpoints say so."""
-        return {"_target_": "llada.diffusion.mdm.MaskedDiffusion", **super().options()}
+        return {"_target_": "llada.diffusion.mdm.MaskedDiffusion", **MaskedDiffusion.options(self)}
 
     def bind(self, backbone: nn.Module, tokenizer: Any) -> None:
         if self.reference is None:
