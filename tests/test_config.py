@@ -68,6 +68,7 @@ def extra_overrides(
         ("model", "hf_causal"): [f"model.name_or_path={gpt2_dir}"],
         ("data", "text_files"): [f"data.path={tmp_path}"],
         ("data", "shakespeare"): [],
+        ("data", "preferences"): [f"data.path={tmp_path / 'preferences.jsonl'}"],
     }
     return needs.get((group, option), [])
 

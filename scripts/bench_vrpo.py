@@ -1,0 +1,229 @@
+"""VRPO on Countdown: the loss estimate's variance under each of LLaDA 1.5's reductions, and what
+preference optimisation does to the model.
+
+    python scripts/bench_vrpo.py [--start-steps 1500] [--vrpo-steps 150] [--queries 1500]
+                                 [--repeats 64] [--runs DIR] [--reuse]
+
+1. A start: `experiment=countdown` for `--start-steps` steps (room to improve on held-out problems).
+2. Preference pairs from its own samples on the TRAINING problems (chosen: a sample that hits the
+   target, else the reference answer; rejected: a wrong sample; `llada.preference_builder`); the
+   last `--held-out` pairs are kept apart, never trained on.
+3. VRPO from the start for `--vrpo-steps` steps (`objective=vrpo`, its defaults: budget 8 as 8
+   timesteps x 1 mask, antithetic, beta 0.1) on the other pairs.
+4. With the VRPO model as the policy and the start as the reference, the DPO loss on the held-out
+   pairs is estimated `--repeats` times per setting (budget, allocation, antithetic): its standard
+   deviation across repeats, and the variance ratio to the plainest estimator (budget 1,
+   independent draws for policy and reference).
+5. Preference accuracy on the held-out pairs (the policy's DPO margin > 0; and, for the start and
+   the VRPO model alike, the share of pairs whose chosen answer has the higher ELBO), estimated with
+   a budget of 64; Countdown accuracy on held-out problems (greedy) before and after.
+Writes scripts/results/bench_vrpo.{md,json}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+QUIET = ["trainer.enable_progress_bar=false", "callbacks.samples.num_samples=0"]
+# name -> (n_times, masks_per_time, antithetic): the budget, its allocation, shared draws.
+SETTINGS = {
+    "budget 1, independent": (1, 1, False),
+    "budget 1, antithetic": (1, 1, True),
+    "budget 8 = 1 timestep x 8 masks, antithetic": (1, 8, True),
+    "budget 8 = 8 timesteps x 1 mask, independent": (8, 1, False),
+    "budget 8 = 8 timesteps x 1 mask, antithetic": (8, 1, True),
+    "budget 32 = 32 timesteps x 1 mask, antithetic": (32, 1, True),
+}
+BASELINE = "budget 1, independent"
+SCORING_BUDGET = 64
+
+
+def train(run_dir: Path, overrides: list[str]) -> None:
+    command = [sys.executable, "-m", "llada.train", *overrides, *QUIET, f"hydra.run.dir={run_dir}"]
+    print(f"[{run_dir.relative_to(REPO)}] {' '.join(command[3:])}", flush=True)
+    started = time.perf_counter()
+    subprocess.run(command, check=True, cwd=REPO, stdout=subprocess.DEVNULL)
+    print(f"  done in {time.perf_counter() - started:.0f} s", flush=True)
+
+
+def pairs_batch(model: Any, path: Path) -> dict[str, Any]:
+    """The pairs of a jsonl file encoded as `data=preferences` encodes them, as one batch."""
+    from llada.data.preferences import PreferenceDataModule
+    from llada.data.rows import collate_rows
+
+    data = PreferenceDataModule(path=str(path))
+    data.prepare_tokenizer(model.tokenizer)
+    return collate_rows(data.encode(data.examples(), model.tokenizer))
+
+
+def loss_spread(policy: Any, reference: Any, batch: dict[str, Any], repeats: int) -> dict:
+    """The DPO loss estimate on `batch`, `repeats` times per setting: mean, sd, variance ratio."""
+    import torch
+
+    from llada.diffusion.policy_logprob import ELBOLogProbs
+    from llada.diffusion.vrpo import VRPO
+
+    out: dict[str, dict[str, float]] = {}
+    for name, (n_times, masks, antithetic) in SETTINGS.items():
+        objective = VRPO(
+            mask_id=policy.mask_id, estimator=ELBOLogProbs(n_times, masks), antithetic=antithetic,
+            reference=reference.backbone,
+        )  # fmt: skip
+        torch.manual_seed(0)
+        with torch.no_grad():
+            losses = [
+                float(objective.preference_loss(policy.backbone, batch)[0]) for _ in range(repeats)
+            ]
+        out[name] = {"mean": statistics.fmean(losses), "sd": statistics.stdev(losses)}
+        print(f"  {name}: loss {out[name]['mean']:.4f} +- {out[name]['sd']:.4f}", flush=True)
+    base = out[BASELINE]["sd"] ** 2
+    for values in out.values():
+        values["variance_reduction"] = base / max(values["sd"] ** 2, 1e-30)
+    return out
+
+
+def preference_scores(policy: Any, reference: Any, batch: dict[str, Any]) -> dict[str, float]:
+    """Share of pairs with a positive DPO margin, and with chosen's ELBO above rejected's."""
+    import torch
+
+    from llada.diffusion.policy_logprob import ELBOLogProbs
+    from llada.diffusion.vrpo import VRPO
+
+    objective = VRPO(
+        mask_id=policy.mask_id, estimator=ELBOLogProbs(SCORING_BUDGET), reference=reference.backbone
+    )
+    torch.manual_seed(1)
+    with torch.no_grad():
+        bounds = objective.bounds(policy.backbone, batch)  # (B,) each
+    margin = (bounds["policy_chosen"] - bounds["reference_chosen"]) - (
+        bounds["policy_rejected"] - bounds["reference_rejected"]
+    )
+    return {
+        "dpo_margin_positive": float((margin > 0).float().mean()),
+        "policy_prefers_chosen": float(
+            (bounds["policy_chosen"] > bounds["policy_rejected"]).float().mean()
+        ),
+        "start_prefers_chosen": float(
+            (bounds["reference_chosen"] > bounds["reference_rejected"]).float().mean()
+        ),
+    }
+
+
+def countdown_accuracy(model: Any) -> dict[str, float]:
+    from llada.tasks import task_accuracy
+
+    corpus = dict(model.data_config["corpus"])
+    options = {
+        k: v for k, v in corpus.items() if not k.startswith("_") and k not in ("task", "split")
+    }
+    return task_accuracy(model, "countdown", **options)["accuracy"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--start-steps", type=int, default=1500)
+    parser.add_argument("--vrpo-steps", type=int, default=150)
+    parser.add_argument("--queries", type=int, default=1500, help="training problems sampled")
+    parser.add_argument("--held-out", type=int, default=64, help="pairs never trained on")
+    parser.add_argument("--repeats", type=int, default=64)
+    parser.add_argument("--runs", type=Path, default=REPO / "outputs" / "bench_vrpo")
+    parser.add_argument("--reuse", action="store_true", help="read finished runs, train none")
+    args = parser.parse_args()
+    sys.path.insert(0, str(REPO / "src"))
+    from llada.machine import describe, summary
+    from llada.preference_builder import preferences_from_samples, write_jsonl
+    from llada.text_model import load_text_model
+
+    print(f"machine: {summary()}", flush=True)
+    start_ckpt = args.runs / "start" / "checkpoints" / "last.ckpt"
+    if not (args.reuse or start_ckpt.is_file()):
+        steps = args.start_steps
+        train(args.runs / "start", ["experiment=countdown", f"trainer.max_steps={steps}",
+                                    f"trainer.val_check_interval={steps}", "seed=0",
+                                    "callbacks.task=null"])  # fmt: skip
+    start = load_text_model(start_ckpt)
+    train_file, held_file = args.runs / "train_pairs.jsonl", args.runs / "held_out_pairs.jsonl"
+    if not (args.reuse or held_file.is_file()):
+        print(f"[pairs] sampling 4 answers for {args.queries} training problems", flush=True)
+        corpus = dict(start.data_config["corpus"])
+        options = {k: v for k, v in corpus.items() if k not in ("task", "split", "_target_")}
+        rows = preferences_from_samples(start, "countdown", limit=args.queries, **options)
+        write_jsonl(rows[: -args.held_out], train_file)
+        write_jsonl(rows[-args.held_out :], held_file)
+    n_train = len(train_file.read_text().splitlines())
+    vrpo_ckpt = args.runs / "vrpo" / "checkpoints" / "last.ckpt"
+    if not (args.reuse or vrpo_ckpt.is_file()):
+        train(args.runs / "vrpo", ["objective=vrpo", "data=preferences", f"data.path={train_file}",
+                                   f"model.init_from={start_ckpt}", "seed=0",
+                                   f"trainer.max_steps={args.vrpo_steps}",
+                                   f"trainer.val_check_interval={args.vrpo_steps}"])  # fmt: skip
+    policy = load_text_model(vrpo_ckpt)
+    batch = pairs_batch(start, held_file)
+    print(f"[variance] {len(SETTINGS)} settings x {args.repeats} estimates", flush=True)
+    results = {
+        "pairs": {"train": n_train, "held_out": int(batch["chosen_input_ids"].shape[0])},
+        "variance": loss_spread(policy, start, batch, args.repeats),
+        "preference": preference_scores(policy, start, batch),
+    }
+    print("[countdown] held-out accuracy before and after", flush=True)
+    results["countdown"] = {"start": countdown_accuracy(start), "vrpo": countdown_accuracy(policy)}
+    write(results, args, describe(), summary())
+
+
+def write(results: dict[str, Any], args: Any, machine: dict[str, Any], line: str) -> None:
+    out = REPO / "scripts" / "results" / "bench_vrpo"
+    payload = {"machine": machine, **{k: v for k, v in vars(args).items() if k != "runs"},
+               **results}  # fmt: skip
+    out.with_suffix(".json").write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    pairs, preference, countdown = results["pairs"], results["preference"], results["countdown"]
+    lines = [
+        "# VRPO on Countdown: variance of the loss estimate, preference accuracy "
+        "(scripts/bench_vrpo.py)",
+        "",
+        f"`python scripts/bench_vrpo.py --start-steps {args.start_steps} --vrpo-steps "
+        f"{args.vrpo_steps} --queries {args.queries} --repeats {args.repeats}`; measured on "
+        f"{line}. Exact values vary by machine.",
+        "",
+        f"Start: `experiment=countdown`, {args.start_steps} steps. Pairs from its own samples on "
+        f"training problems: {pairs['train']} for VRPO ({args.vrpo_steps} steps, budget 8 = 8 "
+        f"timesteps x 1 mask, antithetic, beta 0.1), {pairs['held_out']} held out. The DPO loss "
+        f"of the VRPO model (policy) against the start (reference) on the held-out pairs, "
+        f"estimated {args.repeats} times per setting:",
+        "",
+        "| estimator | loss mean | loss sd | variance reduction vs budget 1, independent |",
+        "|---|---|---|---|",
+    ]
+    for name, values in results["variance"].items():
+        lines.append(
+            f"| {name} | {values['mean']:.4f} | {values['sd']:.4f} | "
+            f"{values['variance_reduction']:.1f}x |"
+        )
+    kinds = list(countdown["start"])
+    lines += [
+        "",
+        f"Held-out pairs (ELBO budget {SCORING_BUDGET}): DPO margin > 0 for "
+        f"{preference['dpo_margin_positive']:.3f} of them; chosen's ELBO above rejected's for "
+        f"{preference['start_prefers_chosen']:.3f} under the start and "
+        f"{preference['policy_prefers_chosen']:.3f} after VRPO.",
+        "",
+        "Countdown, held-out problems (greedy): "
+        + "; ".join(
+            f"{kind} {countdown['start'][kind]:.3f} -> {countdown['vrpo'][kind]:.3f}"
+            for kind in kinds
+        )
+        + " (start -> after VRPO).",
+    ]
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
