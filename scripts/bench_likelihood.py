@@ -13,7 +13,6 @@ score the same tokens: the AR predicts each block's first token from its start t
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
 import subprocess
@@ -22,25 +21,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from runs import validations
+
 REPO = Path(__file__).resolve().parents[1]
 MODELS = {"mdm": [], "ar": ["model=ar_tiny"]}
-
-
-def validations(run_dir: Path) -> list[dict[str, float]]:
-    """Every logged val/* row of a run's metrics.csv (step, ppl, NLL, stderr), in step order."""
-    rows = list(csv.DictReader((run_dir / "metrics.csv").open()))
-    val = [r for r in rows if r.get("val/ppl")]
-    if not val:
-        raise ValueError(f"{run_dir}/metrics.csv has no val/ppl row; did the run finish?")
-    return [
-        {
-            "step": int(float(r["step"])) + 1,  # steps done (the row is logged at index step-1)
-            "val_ppl": float(r["val/ppl"]),
-            "val_nll": float(r["val/elbo"]),
-            "val_nll_stderr": float(r["val/elbo_stderr"]),
-        }
-        for r in val
-    ]
 
 
 def ratio_with_range(mdm: dict[str, float], ar: dict[str, float]) -> tuple[float, float, float]:

@@ -4,8 +4,8 @@
 
 Runs `python -m llada.train seed=S data.seed=0` (the main job of the README, whose seed is 0) once
 per seed, one process at a time, and records the wall time, the peak RSS and the validation ELBO
-perplexity at every validation (steps 250, 500, 750). The seed sets the initialisation, the batch
-order and the masks; `data.seed=0` keeps the main job's split and tokenizer, so every seed is
+perplexity at every validation (steps 250, 500, 750). The seed sets the initialisation and the
+masks; `data.seed=0` keeps the main job's split, tokenizer and batch order, so every seed is
 scored on the same validation blocks. Writes bench_main_job.{md,json}: mean,
 standard deviation and min-max over seeds, with the CPU it ran on.
 """

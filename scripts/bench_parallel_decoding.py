@@ -24,6 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from runs import task_options
+
 REPO = Path(__file__).resolve().parents[1]
 TASKS = {"sudoku": "infill", "reversal": "forward"}  # the task and its headline query kind
 RULES: dict[str, dict[str, Any]] = {
@@ -59,10 +61,7 @@ def task_rows(ckpt: Path, task: str) -> list[dict[str, Any]]:
     from llada.text_model import load_text_model
 
     model = load_text_model(ckpt)
-    options = dict(model.data_config["corpus"])
-    options = {
-        k: v for k, v in options.items() if not k.startswith("_") and k not in ("task", "split")
-    }
+    options = task_options(model.data_config)
     rows = []
     for name, settings in RULES.items():
         started = time.perf_counter()
