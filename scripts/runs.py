@@ -1,0 +1,72 @@
+"""Helpers the benchmark scripts share: one `llada.train` run through the CLI, and what it left.
+
+Kept here (not copied per script) so every script trains and reads runs the same way:
+`python scripts/X.py` puts scripts/ on sys.path, so `from runs import ...` works from any of them.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+QUIET = ["trainer.enable_progress_bar=false", "callbacks.samples.num_samples=0"]
+DONE = "done.json"  # written after a run finished: a rerun of a script reuses it
+
+
+def finished(run_dir: Path) -> bool:
+    """Whether `train_logged` completed this run before (its outputs can be read as they are)."""
+    return (run_dir / DONE).is_file()
+
+
+def train_logged(run_dir: Path, overrides: list[str]) -> float:
+    """One `llada.train` run into run_dir, its output in run_dir/train.log (a long script's own
+    progress stays readable); returns its wall seconds. A failure raises with the log's tail."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "llada.train", *overrides, *QUIET, f"hydra.run.dir={run_dir}"]
+    log = run_dir / "train.log"
+    started = time.perf_counter()
+    with log.open("w") as handle:
+        handle.write(" ".join(command) + "\n")
+        handle.flush()
+        code = subprocess.run(command, cwd=REPO, stdout=handle, stderr=subprocess.STDOUT).returncode
+    seconds = time.perf_counter() - started
+    if code:
+        tail = "\n".join(log.read_text().splitlines()[-15:])
+        raise RuntimeError(f"llada.train failed (exit {code}) in {run_dir}:\n{tail}")
+    (run_dir / DONE).write_text(json.dumps({"seconds": seconds, "overrides": overrides}))
+    return seconds
+
+
+def train_seconds(run_dir: Path) -> float:
+    """The wall time `train_logged` recorded for a finished run."""
+    return float(json.loads((run_dir / DONE).read_text())["seconds"])
+
+
+def validations(run_dir: Path) -> list[dict[str, float]]:
+    """Every logged val/* row of a run's metrics.csv (step, ppl, NLL, stderr), in step order."""
+    rows = list(csv.DictReader((run_dir / "metrics.csv").open()))
+    val = [r for r in rows if r.get("val/ppl")]
+    if not val:
+        raise ValueError(f"{run_dir}/metrics.csv has no val/ppl row; did the run finish?")
+    return [
+        {
+            "step": int(float(r["step"])) + 1,  # steps done (the row is logged at index step-1)
+            "val_ppl": float(r["val/ppl"]),
+            "val_nll": float(r["val/elbo"]),
+            "val_nll_stderr": float(r["val/elbo_stderr"]),
+        }
+        for r in val
+    ]
+
+
+def task_options(data_config: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint's synthetic-task options (seed, sizes, ...) as `llada.tasks.task_accuracy`
+    takes them: the held-out queries are then the ones the run was trained without."""
+    corpus = dict(data_config["corpus"])
+    return {k: v for k, v in corpus.items() if not k.startswith("_") and k not in ("task", "split")}
