@@ -1,7 +1,7 @@
 """VRPO on Countdown: the loss estimate's variance under each of LLaDA 1.5's reductions, and what
 preference optimisation does to the model.
 
-    python scripts/bench_vrpo.py [--start-steps 1500] [--vrpo-steps 150] [--queries 1500]
+    python scripts/bench_vrpo.py [--start-steps 3000] [--vrpo-steps 150] [--queries 1500]
                                  [--repeats 64] [--runs DIR] [--reuse]
 
 1. A start: `experiment=countdown` for `--start-steps` steps (room to improve on held-out problems).
@@ -129,7 +129,7 @@ def countdown_accuracy(model: Any) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--start-steps", type=int, default=1500)
+    parser.add_argument("--start-steps", type=int, default=3000)
     parser.add_argument("--vrpo-steps", type=int, default=150)
     parser.add_argument("--queries", type=int, default=1500, help="training problems sampled")
     parser.add_argument("--held-out", type=int, default=64, help="pairs never trained on")

@@ -107,7 +107,7 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path: Path, name: str
 TINY_NET = ["model.dim=32", "model.n_layers=1", "model.n_heads=2",
             "trainer.enable_progress_bar=false", "callbacks.samples.num_samples=0"]  # fmt: skip
 POST = [*TINY_NET, "trainer.max_steps=12", "trainer.val_check_interval=5",
-        "data.batch_size=4", "data.val_size=4"]  # fmt: skip
+        "data.batch_size=4", "data.val_size=4", "data.block_size=20"]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -134,4 +134,11 @@ def test_vrpo_resume_matches_an_uninterrupted_run(tmp_path: Path, sudoku_start) 
     data.write_text("".join(json.dumps(pairs[i % 3]) + "\n" for i in range(12)))
     base = (*POST, "objective=vrpo", "data=preferences", f"data.path={data}",
             f"model.init_from={sudoku_start}")  # fmt: skip
+    check_resume(tmp_path, [], 6, base)
+
+
+def test_sft_resume_matches_an_uninterrupted_run(tmp_path: Path) -> None:
+    """SFT rows (the shipped example: 13 train rows, batches of 4, the last one smaller)."""
+    base = (*TINY_RUN, "trainer.max_steps=20", "trainer.val_check_interval=5", "data=sft_jsonl",
+            "data.batch_size=4", "data.block_size=128", "data.vocab_size=256")  # fmt: skip
     check_resume(tmp_path, [], 6, base)

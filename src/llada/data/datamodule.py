@@ -27,7 +27,7 @@ from llada.data.common import (
     require,
     save_atomically,
 )
-from llada.data.resumable import ResumableShuffleSampler
+from llada.data.resumable import train_sampler
 from llada.data.tokenizer import ensure_mask_token, eos_id, text_digest, train_tokenizer
 
 __all__ = ["DATA_CACHE_VERSION", "TextDataModule", "collate_blocks", "split_documents"]
@@ -264,25 +264,10 @@ class TextDataModule(TokenizedData, lightning.LightningDataModule):
             raise ValueError(
                 f"train split has {len(train)} blocks, fewer than batch_size={self.batch_size}"
             )
-        epoch, start_batch = self._resume_point()
-        sampler = ResumableShuffleSampler(
-            len(train), self.seed, epoch=epoch, start_index=start_batch * self.batch_size
+        sampler = train_sampler(
+            getattr(self, "trainer", None), len(train), self.batch_size, self.seed
         )
         return self._loader(train, sampler)
-
-    def _resume_point(self) -> tuple[int, int]:
-        """(epoch, batches already trained in it), from the optimizer steps taken so far.
-
-        Lightning restores the step count from the checkpoint before it asks for the train
-        dataloader, so a resumed run continues with the very next batch (checkpoints are written
-        at optimizer-step boundaries, so no accumulation is half done).
-        """
-        trainer = getattr(self, "trainer", None)
-        if trainer is None or trainer.global_step == 0:
-            return 0, 0
-        batches_per_epoch = len(require(self.train_dataset, "setup()")) // self.batch_size
-        consumed = trainer.global_step * trainer.accumulate_grad_batches
-        return divmod(consumed, batches_per_epoch)
 
     def val_dataloader(self) -> DataLoader:
         """In order, every validation block (last batch may be smaller)."""

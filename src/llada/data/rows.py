@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader
 from transformers import PreTrainedTokenizerBase
 
 from llada.data.common import TokenizedData, require
+from llada.data.resumable import train_sampler
 from llada.data.tokenizer import ensure_mask_token, eos_id
 from llada.generation import MASK_SLOT
 
@@ -139,15 +140,20 @@ class RowsDataModule(TokenizedData, lightning.LightningDataModule):
         self.train_dataset, self.val_dataset = built["train"], built["validation"]
 
     def _loader(self, dataset: datasets.Dataset, shuffle: bool) -> DataLoader:
-        generator = torch.Generator().manual_seed(self.seed) if shuffle else None
+        """Train (`shuffle`): resumable order, full batches (GRPO groups and DPO pairs); else in
+        order. Its own generator: making an iterator would otherwise draw from the global RNG."""
+        sampler = None
+        if shuffle:
+            sampler = train_sampler(getattr(self, "trainer", None), len(dataset), self.batch_size,
+                                    self.seed)  # fmt: skip
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
-            shuffle=shuffle,
-            generator=generator,
+            sampler=sampler,
+            generator=torch.Generator().manual_seed(self.seed),
             num_workers=self.num_workers,
             collate_fn=collate_rows,
-            drop_last=shuffle,  # GRPO groups and DPO pairs: every train batch full
+            drop_last=shuffle,
         )
 
     def train_dataloader(self) -> DataLoader:

@@ -34,6 +34,7 @@ from transformers import PreTrainedTokenizerBase
 
 from llada.data.common import TokenizedData, quiet_datasets, require, save_atomically
 from llada.data.corpus import match_files
+from llada.data.resumable import train_sampler
 from llada.data.tokenizer import ensure_mask_token, eos_id, text_digest, train_tokenizer
 
 __all__ = [
@@ -341,12 +342,17 @@ class SFTDataModule(TokenizedData, lightning.LightningDataModule):
         self.val_dataset = loaded["validation"].with_format("torch")
 
     def _loader(self, dataset: datasets.Dataset, shuffle: bool) -> DataLoader:
-        generator = torch.Generator().manual_seed(self.seed) if shuffle else None
+        """Train (`shuffle`): resumable order; else in order. Its own generator: making an
+        iterator would otherwise draw from the global RNG (the masking's)."""
+        sampler = None
+        if shuffle:
+            sampler = train_sampler(getattr(self, "trainer", None), len(dataset), self.batch_size,
+                                    self.seed, drop_last=False)  # fmt: skip
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
-            shuffle=shuffle,
-            generator=generator,
+            sampler=sampler,
+            generator=torch.Generator().manual_seed(self.seed),
             num_workers=self.num_workers,
             collate_fn=collate_sft,
             persistent_workers=self.num_workers > 0,
