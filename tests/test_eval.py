@@ -161,10 +161,13 @@ def _train(run_dir: Path, *overrides: str) -> dict:
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
-    """A tiny diffusion model and a tiny AR model on the same data (seconds each)."""
+    """A tiny diffusion, AR and block diffusion model on the same data (seconds each)."""
     return {
         "diffusion": _train(tmp_path_factory.mktemp("mdm")),
         "autoregressive": _train(tmp_path_factory.mktemp("ar"), "model=ar_tiny"),
+        "block_diffusion": _train(
+            tmp_path_factory.mktemp("bd3"), "objective=bd3", "objective.block_size=8"
+        ),
     }
 
 
