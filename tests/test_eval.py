@@ -13,9 +13,11 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from conftest import REPO, TINY_RUN, compose_config, run_cli
-from llada.eval import data_config, evaluate
+from llada.eval import data_config, evaluate, synthetic_task
 from llada.generation import GenerationSettings
 from llada.metrics import HFJudge, distinct_n, judge_perplexity, load_judge, unigram_entropy
+from llada.module import DiffusionLM
+from llada.tasks import task_accuracy
 from llada.train import train
 
 
@@ -259,6 +261,17 @@ def test_eval_reports_task_accuracy_for_a_synthetic_checkpoint(tmp_path: Path) -
     for kind in ("forward", "reverse", "reverse_infill"):
         assert 0.0 <= metrics[f"task/{kind}"] <= 1.0
         assert metrics[f"task/{kind}/n"] == 10  # 20 pairs, half of them one-way
+
+    # The eval's remasking strategy decides the order the queries are filled in.
+    model = DiffusionLM.load_from_checkpoint(run["ckpt"])
+    task, options = synthetic_task(data_config(model, cfg))
+    for strategy in ("random", "margin"):
+        overrides = [f"ckpt={run['ckpt']}", "num_samples=1", f"remasking={strategy}",
+                     "val_batches=0", f"run_dir={tmp_path / strategy}"]  # fmt: skip
+        ordered = evaluate(_eval_cfg(*overrides))["metrics"]
+        expected = task_accuracy(model, task, settings={"remasking": strategy}, **options)
+        for kind, value in expected["accuracy"].items():
+            assert ordered[f"task/{kind}"] == value, (strategy, kind)
 
 
 @pytest.mark.slow

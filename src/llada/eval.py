@@ -15,6 +15,7 @@ import json
 import logging
 import math
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ from rich.progress import Progress
 from llada.atomic import atomic_write
 from llada.cli import CONF_DIR, default_device, require_ckpt
 from llada.errors import fail_cleanly
-from llada.generation import Generation, GenerationSettings
+from llada.generation import REMASKING_OPTIONS, Generation, GenerationSettings
 from llada.metrics import Judge, distinct_n, judge_perplexity, load_judge, unigram_entropy
 from llada.module import DiffusionLM
 
@@ -81,40 +82,61 @@ def synthetic_task(data: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
     return str(options.pop("task")), options
 
 
-def task_metrics(model: DiffusionLM, data: dict[str, Any], limit: int | None) -> dict[str, float]:
-    """task/<kind>: exact-match accuracy per query kind (llada.tasks), task/<kind>/n: queries."""
+def task_metrics(
+    model: DiffusionLM, data: dict[str, Any], limit: int | None, decoding: dict[str, Any]
+) -> dict[str, float]:
+    """task/<kind>: exact-match accuracy per query kind (llada.tasks), task/<kind>/n: queries.
+
+    The queries are filled greedily one token per step (`llada.tasks.exact_match`), in the order
+    the eval's remasking strategy picks (`decoding`): `remasking=random,margin` compares orders."""
     found = synthetic_task(data)
     if found is None:
         return {}
     from llada.tasks import task_accuracy
 
     task, options = found
-    result = task_accuracy(model, task, limit=limit, **options)
+    result = task_accuracy(model, task, limit=limit, settings=decoding, **options)
     metrics = {f"task/{kind}": value for kind, value in result["accuracy"].items()}
     metrics.update({f"task/{kind}/n": float(n) for kind, n in result["n"].items()})
     return metrics
 
 
-def model_metrics(model: DiffusionLM, cfg: DictConfig, accelerator: str) -> dict[str, float]:
-    """Validation and task metrics, computed once per checkpoint and settings in a process."""
+def task_decoding(settings: dict[str, Any]) -> dict[str, Any]:
+    """The generation keys that task accuracy takes from the eval's settings: the remasking."""
+    return {k: settings[k] for k in ("remasking", REMASKING_OPTIONS) if k in settings}
+
+
+def model_metrics(
+    model: DiffusionLM, cfg: DictConfig, accelerator: str, settings: dict[str, Any]
+) -> dict[str, float]:
+    """Validation metrics (computed once per checkpoint in a process: they do not depend on the
+    sampler) and task metrics (once per checkpoint and remasking strategy)."""
     wants_val = cfg.val_batches is None or int(cfg.val_batches) > 0
     if not wants_val and not cfg.task:
         return {}
     data = data_config(model, cfg)
     path = Path(cfg.ckpt).expanduser().resolve()
     stat = path.stat()
-    key = json.dumps(
-        [str(path), stat.st_mtime_ns, stat.st_size, data, cfg.val_batches, cfg.val_mc_samples,
-         cfg.val_seed, cfg.precision, cfg.task, cfg.task_limit],
-        sort_keys=True,
-        default=str,
-    )  # fmt: skip
-    if key not in _MODEL_METRICS:
-        metrics = validation_metrics(model, data, cfg, accelerator) if wants_val else {}
-        if cfg.task:
-            metrics.update(task_metrics(model, data, cfg.task_limit))
-        _MODEL_METRICS[key] = metrics
-    return dict(_MODEL_METRICS[key])
+    base = [str(path), stat.st_mtime_ns, stat.st_size, data, cfg.precision]
+    parts: dict[str, tuple[list[Any], Callable[[], dict[str, float]]]] = {}
+    if wants_val:
+        parts["val"] = (
+            [cfg.val_batches, cfg.val_mc_samples, cfg.val_seed],
+            lambda: validation_metrics(model, data, cfg, accelerator),
+        )
+    if cfg.task:
+        decoding = task_decoding(settings)
+        parts["task"] = (
+            [cfg.task_limit, decoding],
+            lambda: task_metrics(model, data, cfg.task_limit, decoding),
+        )
+    metrics: dict[str, float] = {}
+    for name, (options, compute) in parts.items():
+        key = json.dumps([*base, name, *options], sort_keys=True, default=str)
+        if key not in _MODEL_METRICS:
+            _MODEL_METRICS[key] = compute()
+        metrics.update(_MODEL_METRICS[key])
+    return metrics
 
 
 def prompt_of(cfg: DictConfig) -> str | list[str] | None:
@@ -222,7 +244,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     judge = None
     if cfg.judge:
         judge = load_judge(str(cfg.judge), device=device, batch_size=int(cfg.judge_batch_size))
-    metrics = model_metrics(model, cfg, accelerator)
+    metrics = model_metrics(model, cfg, accelerator, settings)
     calls, texts = sample(model, cfg, settings)
     metrics.update(generation_metrics(model, calls, texts, judge))
     result = {
