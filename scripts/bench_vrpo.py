@@ -31,6 +31,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from runs import task_options
+
 REPO = Path(__file__).resolve().parents[1]
 QUIET = ["trainer.enable_progress_bar=false", "callbacks.samples.num_samples=0"]
 # name -> (n_times, masks_per_time, antithetic): the budget, its allocation, shared draws.
@@ -120,11 +122,7 @@ def preference_scores(policy: Any, reference: Any, batch: dict[str, Any]) -> dic
 def countdown_accuracy(model: Any) -> dict[str, float]:
     from llada.tasks import task_accuracy
 
-    corpus = dict(model.data_config["corpus"])
-    options = {
-        k: v for k, v in corpus.items() if not k.startswith("_") and k not in ("task", "split")
-    }
-    return task_accuracy(model, "countdown", **options)["accuracy"]
+    return task_accuracy(model, "countdown", **task_options(model.data_config))["accuracy"]
 
 
 def main() -> None:
@@ -153,8 +151,7 @@ def main() -> None:
     train_file, held_file = args.runs / "train_pairs.jsonl", args.runs / "held_out_pairs.jsonl"
     if not (args.reuse or held_file.is_file()):
         print(f"[pairs] sampling 4 answers for {args.queries} training problems", flush=True)
-        corpus = dict(start.data_config["corpus"])
-        options = {k: v for k, v in corpus.items() if k not in ("task", "split", "_target_")}
+        options = task_options(start.data_config)
         rows = preferences_from_samples(start, "countdown", limit=args.queries, **options)
         write_jsonl(rows[: -args.held_out], train_file)
         write_jsonl(rows[-args.held_out :], held_file)
