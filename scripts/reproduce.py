@@ -47,8 +47,8 @@ VERDICTS = ("holds", "does not hold", "inconclusive", "not yet measured")
 # Budgets. "steps" per kind of run; "seeds" per kind (every model of a kind gets each seed).
 PLANS: dict[str, dict[str, dict[str, int]]] = {
     "quick": {
-        "steps": {"shakespeare": 300, "sudoku": 1200, "countdown": 1000, "reversal": 3000},
-        "val_every": {"shakespeare": 25, "sudoku": 1200, "countdown": 1000, "reversal": 3000},
+        "steps": {"shakespeare": 300, "sudoku": 1000, "countdown": 600, "reversal": 2400},
+        "val_every": {"shakespeare": 25, "sudoku": 1000, "countdown": 600, "reversal": 2400},
         "seeds": {"shakespeare": 3, "sudoku": 1, "countdown": 1, "reversal": 1},
     },
     "full": {
