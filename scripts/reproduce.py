@@ -610,7 +610,9 @@ VRPO_REDUCED = "budget 8 = 8 timesteps x 1 mask, antithetic"  # VRPO's default e
 def adapt_vrpo(payload: dict[str, Any]) -> dict[str, str]:
     """VRPO: its estimator (budget over timesteps, antithetic) cuts the DPO loss estimate's
     variance, and the trained policy prefers the chosen answers more than the start did."""
-    reduction = float(payload["variance"][VRPO_REDUCED]["variance_reduction"])
+    # The score's variance (the loss saturates where the policy separates the pairs).
+    estimator = payload["variance"][VRPO_REDUCED]
+    reduction = float(estimator.get("score_variance_reduction", estimator["variance_reduction"]))
     preference = payload["preference"]
     before, after = preference["start_prefers_chosen"], preference["policy_prefers_chosen"]
     countdown = payload.get("countdown", {})
@@ -627,7 +629,8 @@ def adapt_vrpo(payload: dict[str, Any]) -> dict[str, str]:
         protocol=f"scripts/bench_vrpo.py: Countdown start of {payload.get('start_steps')} "
         f"steps, {payload.get('vrpo_steps')} VRPO steps on pairs of its own samples; host: "
         f"{host(payload)}",
-        measured=f"variance {reduction:.1f}x lower ({VRPO_REDUCED} vs budget 1, independent); "
+        measured=f"preference-score variance {reduction:.1f}x lower ({VRPO_REDUCED} vs budget 1, "
+        "independent); "
         f"held-out pairs with chosen's ELBO above rejected's: {before:.3f} -> {after:.3f}"
         + (f"; {task}" if task else ""),
         verdict=verdict,
