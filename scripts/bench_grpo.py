@@ -1,6 +1,6 @@
 """diffu-GRPO against continued SFT for the same wall time, on held-out 4x4 Sudoku.
 
-    python scripts/bench_grpo.py [--seeds 0 1 2] [--start-steps 600] [--seconds 150]
+    python scripts/bench_grpo.py [--seeds 0 1 2] [--start-steps 800] [--seconds 120]
                                  [--runs DIR] [--reuse]
 
 Trains one start (`experiment=sudoku`, `--start-steps` steps: a model with room to improve) and
@@ -20,14 +20,12 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-QUIET = ["trainer.enable_progress_bar=false", "callbacks.samples.num_samples=0"]
+from runs import REPO, train_logged
+
 METHODS = {  # name -> overrides on top of experiment=grpo_sudoku
     "GRPO": [],
     "SFT (same rows)": ["objective=mdm", "data.batch_size=32"],
@@ -37,17 +35,6 @@ METHODS = {  # name -> overrides on top of experiment=grpo_sudoku
 def finished(run_dir: Path) -> bool:
     """A run that ended (its held-out score is written): kept when the script runs again."""
     return (run_dir / "task_accuracy.json").is_file()
-
-
-def train(run_dir: Path, overrides: list[str]) -> float:
-    """One `llada.train` run; returns its wall time in seconds."""
-    command = [sys.executable, "-m", "llada.train", *overrides, *QUIET, f"hydra.run.dir={run_dir}"]
-    print(f"[{run_dir.relative_to(REPO)}] {' '.join(command[3:])}", flush=True)
-    started = time.perf_counter()
-    subprocess.run(command, check=True, cwd=REPO, stdout=subprocess.DEVNULL)
-    seconds = time.perf_counter() - started
-    print(f"  done in {seconds:.0f} s", flush=True)
-    return seconds
 
 
 def score(run_dir: Path) -> dict[str, Any]:
@@ -65,8 +52,8 @@ def mean_sd(values: list[float]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--start-steps", type=int, default=600)
-    parser.add_argument("--seconds", type=int, default=150, help="training wall time per run")
+    parser.add_argument("--start-steps", type=int, default=800)
+    parser.add_argument("--seconds", type=int, default=120, help="training wall time per run")
     parser.add_argument("--runs", type=Path, default=REPO / "outputs" / "bench_grpo")
     parser.add_argument("--reuse", action="store_true", help="read finished runs, train none")
     args = parser.parse_args()
@@ -77,7 +64,8 @@ def main() -> None:
     start_dir = args.runs / "start"
     if not (args.reuse or finished(start_dir)):
         steps = args.start_steps
-        train(start_dir, ["experiment=sudoku", f"trainer.max_steps={steps}",
+        print(f"[start] experiment=sudoku, {steps} steps", flush=True)
+        train_logged(start_dir, ["experiment=sudoku", f"trainer.max_steps={steps}",
                           f"trainer.val_check_interval={steps}", "seed=0"])  # fmt: skip
     start_ckpt = start_dir / "checkpoints" / "last.ckpt"
     minutes, seconds = divmod(args.seconds, 60)
@@ -90,7 +78,7 @@ def main() -> None:
         run_dir = args.runs / method.split()[0].lower() / f"seed{seed}"
         print(f"[{index}/{total}] {method}, seed {seed}", flush=True)
         if not (args.reuse or finished(run_dir)):
-            train(run_dir, ["experiment=grpo_sudoku", f"model.init_from={start_ckpt}",
+            train_logged(run_dir, ["experiment=grpo_sudoku", f"model.init_from={start_ckpt}",
                             f"seed={seed}", "trainer.max_steps=100000",
                             "trainer.val_check_interval=1000000", budget, *extra])  # fmt: skip
         results["runs"].setdefault(method, []).append({"seed": seed, **score(run_dir)})

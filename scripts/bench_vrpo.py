@@ -25,16 +25,12 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-from runs import task_options
+from runs import REPO, task_options, train_logged
 
-REPO = Path(__file__).resolve().parents[1]
-QUIET = ["trainer.enable_progress_bar=false", "callbacks.samples.num_samples=0"]
 # name -> (n_times, masks_per_time, antithetic): the budget, its allocation, shared draws.
 SETTINGS = {
     "budget 1, independent": (1, 1, False),
@@ -46,14 +42,6 @@ SETTINGS = {
 }
 BASELINE = "budget 1, independent"
 SCORING_BUDGET = 64
-
-
-def train(run_dir: Path, overrides: list[str]) -> None:
-    command = [sys.executable, "-m", "llada.train", *overrides, *QUIET, f"hydra.run.dir={run_dir}"]
-    print(f"[{run_dir.relative_to(REPO)}] {' '.join(command[3:])}", flush=True)
-    started = time.perf_counter()
-    subprocess.run(command, check=True, cwd=REPO, stdout=subprocess.DEVNULL)
-    print(f"  done in {time.perf_counter() - started:.0f} s", flush=True)
 
 
 def pairs_batch(model: Any, path: Path) -> dict[str, Any]:
@@ -155,7 +143,8 @@ def main() -> None:
     start_ckpt = args.runs / "start" / "checkpoints" / "last.ckpt"
     if not (args.reuse or start_ckpt.is_file()):
         steps = args.start_steps
-        train(args.runs / "start", ["experiment=countdown", f"trainer.max_steps={steps}",
+        print(f"[start] experiment=countdown, {steps} steps", flush=True)
+        train_logged(args.runs / "start", ["experiment=countdown", f"trainer.max_steps={steps}",
                                     f"trainer.val_check_interval={steps}", "seed=0",
                                     "callbacks.task=null"])  # fmt: skip
     start = load_text_model(start_ckpt)
@@ -169,7 +158,8 @@ def main() -> None:
     n_train = len(train_file.read_text().splitlines())
     vrpo_ckpt = args.runs / "vrpo" / "checkpoints" / "last.ckpt"
     if not (args.reuse or vrpo_ckpt.is_file()):
-        train(args.runs / "vrpo", ["objective=vrpo", "data=preferences", f"data.path={train_file}",
+        print(f"[vrpo] {args.vrpo_steps} steps on {train_file.name}", flush=True)
+        train_logged(args.runs / "vrpo", ["objective=vrpo", "data=preferences", f"data.path={train_file}",
                                    f"model.init_from={start_ckpt}", "seed=0",
                                    f"trainer.max_steps={args.vrpo_steps}",
                                    f"trainer.val_check_interval={args.vrpo_steps}"])  # fmt: skip
