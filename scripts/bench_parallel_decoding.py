@@ -1,15 +1,18 @@
 """Several tokens per step where the model is sure: forward passes (NFE) against exact-match accuracy.
 
-    python scripts/bench_parallel_decoding.py [--runs DIR] [--reuse] [--lm CKPT --judge AR_CKPT]
+    python scripts/bench_parallel_decoding.py [--seeds 0 1 2] [--runs DIR] [--lm CKPT --judge AR_CKPT]
 
-Trains (or, with --reuse, reads) the MDM of `experiment=sudoku` and `experiment=reversal` through
-`llada.train`, then decodes every held-out query of each task, greedy, with:
+Per training seed, the MDM of `experiment=sudoku` and `experiment=reversal`: the very runs of
+`scripts/any_order.py` (same overrides, same directories under --runs; finished ones are reused,
+missing ones trained through `llada.train`). Then every held-out query of each task is decoded,
+greedy, with:
 - one token per step (LLaDA's low-confidence remasking, steps = the answer's tokens): the baseline;
 - the confidence-threshold rule (Fast-dLLM) at tau in {0.9, 0.7, 0.5}: every masked position whose
   top probability is >= tau commits, at least one per step;
 - the factor rule (Fast-dLLM): the largest n with (n + 1)(1 - c_n) < f, at least one; f = 1.
-Reports mean NFE per query, its reduction against one token per step, and accuracy (exact match of
-the whole answer). With --lm/--judge it also samples 64 tokens after the default prompts from a
+Reports per rule the mean over seeds (+- sd, min-max) of the NFE per query and of the accuracy
+(exact match of the whole answer), the NFE reduction against one token per step and the accuracy
+change, each taken per seed and then summarised (a rule is judged on the model it decodes). With --lm/--judge it also samples 64 tokens after the default prompts from a
 language model under the same rules and reports the judge's perplexity. Writes
 bench_parallel_decoding.{md,json}.
 """
@@ -18,15 +21,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from runs import task_options
+from any_order import run_dir, run_overrides
+from runs import REPO, ensure_trained, spread, task_options
 
-REPO = Path(__file__).resolve().parents[1]
 TASKS = {"sudoku": "infill", "reversal": "forward"}  # the task and its headline query kind
 RULES: dict[str, dict[str, Any]] = {
     "one token per step": {},
@@ -38,24 +40,13 @@ RULES: dict[str, dict[str, Any]] = {
 PROMPTS = ["The return statement", "A class definition", "If the object", "The import system"]
 
 
-def checkpoint(runs: Path, task: str) -> Path:
-    return runs / task / "checkpoints" / "last.ckpt"
+def trained_checkpoint(runs: Path, task: str, seed: int) -> Path:
+    """The MDM of `experiment=<task>` with this training seed (trained now unless finished)."""
+    ensure_trained(run_dir(runs, task, "MDM", seed), run_overrides(task, "MDM", seed, []))
+    return run_dir(runs, task, "MDM", seed) / "checkpoints" / "last.ckpt"
 
 
-def train(runs: Path, task: str, seed: int) -> float:
-    """`llada.train experiment=<task> seed=<seed>` into runs/<task>; returns the wall seconds."""
-    command = [
-        sys.executable, "-m", "llada.train", f"experiment={task}", f"seed={seed}",
-        f"hydra.run.dir={runs / task}",
-        "trainer.enable_progress_bar=false", "callbacks.samples.num_samples=0",
-    ]  # fmt: skip
-    print(f"[train] {' '.join(command[1:])}", flush=True)
-    started = time.perf_counter()
-    subprocess.run(command, check=True, cwd=REPO)
-    return time.perf_counter() - started
-
-
-def task_rows(ckpt: Path, task: str) -> list[dict[str, Any]]:
+def task_rows(ckpt: Path, task: str, seed: int) -> list[dict[str, Any]]:
     """Every rule on every held-out query of the task."""
     from llada.tasks import task_accuracy
     from llada.text_model import load_text_model
@@ -67,13 +58,13 @@ def task_rows(ckpt: Path, task: str) -> list[dict[str, Any]]:
         started = time.perf_counter()
         result = task_accuracy(model, task, settings=settings, **options)
         rows.append({
-            "task": task, "rule": name, "settings": settings,
+            "task": task, "seed": seed, "rule": name, "settings": settings,
             "accuracy": result["accuracy"], "nfe": result["nfe"], "n": result["n"],
             "seconds": time.perf_counter() - started,
         })  # fmt: skip
         kind = TASKS[task]
         print(
-            f"{task:8s} {name:20s} accuracy {result['accuracy'][kind]:.3f} "
+            f"{task:8s} seed {seed} {name:20s} accuracy {result['accuracy'][kind]:.3f} "
             f"NFE {result['nfe'][kind]:.2f} ({kind}; n={result['n'][kind]})",
             flush=True,
         )
@@ -112,61 +103,78 @@ def lm_rows(ckpt: str, judge: str, samples: int = 64, n_tokens: int = 64) -> lis
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=Path, default=REPO / "outputs" / "bench_parallel")
-    parser.add_argument("--reuse", action="store_true", help="use the checkpoints in --runs")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds")
+    parser.add_argument("--runs", type=Path, default=REPO / "outputs" / "any_order")
     parser.add_argument("--lm", help="a language-model checkpoint (the default run's)")
     parser.add_argument("--judge", help="the judge for --lm: an AR .ckpt or an HF causal LM")
     parser.add_argument("--out", type=Path, default=REPO / "scripts" / "results")
-    parser.add_argument(
-        "--seed",
-        type=int,
-        default=1,
-        help="training seed (seed 0 of experiment=sudoku ends at "
-        "0.17 on the Intel host against 0.90 for seeds 1 and 2: see BENCHMARKS)",
-    )
     args = parser.parse_args()
+    if args.lm and not args.judge:
+        raise SystemExit("error: --lm needs --judge (an AR checkpoint trained on the same data)")
     sys.path.insert(0, str(REPO / "src"))
     from llada.machine import describe, summary
 
     print(summary(), flush=True)
-    train_seconds = {}
-    for task in TASKS:
-        if not (args.reuse and checkpoint(args.runs, task).is_file()):
-            train_seconds[task] = train(args.runs, task, args.seed)
-    rows = [row for task in TASKS for row in task_rows(checkpoint(args.runs, task), task)]
+    rows = [
+        row
+        for task in TASKS
+        for seed in args.seeds
+        for row in task_rows(trained_checkpoint(args.runs, task, seed), task, seed)
+    ]
     if args.lm:
-        if not args.judge:
-            raise SystemExit("--lm needs --judge (an AR checkpoint trained on the same data)")
         rows += lm_rows(args.lm, args.judge)
-    write(args, rows, describe(), summary(), train_seconds)
+    write(args, rows, describe(), summary())
 
 
-def write(args: Any, rows: list[dict], machine: dict, host: str, train_seconds: dict) -> None:
+def rule_summary(rows: list[dict[str, Any]], task: str) -> list[dict[str, Any]]:
+    """Per rule, per-seed accuracy, NFE, NFE reduction and accuracy change (pt) on the task's
+    headline query kind, each against the same seed's one-token-per-step decode."""
+    kind = TASKS[task]
+    ours = [r for r in rows if r["task"] == task]
+    base = {r["seed"]: r for r in ours if r["rule"] == "one token per step"}
+    out = []
+    for rule in RULES:
+        seeds = [r for r in ours if r["rule"] == rule]
+        out.append({
+            "rule": rule,
+            "n": seeds[0]["n"][kind],
+            "accuracy": [r["accuracy"][kind] for r in seeds],
+            "nfe": [r["nfe"][kind] for r in seeds],
+            "reduction": [base[r["seed"]]["nfe"][kind] / r["nfe"][kind] for r in seeds],
+            "change_pt": [100 * (r["accuracy"][kind] - base[r["seed"]]["accuracy"][kind])
+                          for r in seeds],
+        })  # fmt: skip
+    return out
+
+
+def write(args: Any, rows: list[dict], machine: dict, host: str) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
-    payload = {
-        "machine": machine, "seed": args.seed, "train_seconds": train_seconds, "rows": rows
-    }  # fmt: skip
+    summaries = {task: rule_summary(rows, task) for task in TASKS}
+    payload = {"machine": machine, "seeds": args.seeds, "summary": summaries, "rows": rows}
     (args.out / "bench_parallel_decoding.json").write_text(json.dumps(payload, indent=2))
+    seeds = " ".join(map(str, args.seeds))
     lines = [
         "# Parallel decoding: NFE against accuracy (scripts/bench_parallel_decoding.py)",
         "",
-        f"Host: {host}. Training seed {args.seed}. Greedy; every held-out query of each task; "
-        "NFE = mean forward passes "
-        "per query (per sample for the LM).",
+        f"`python scripts/bench_parallel_decoding.py --seeds {seeds}`. Host: {host}. Training "
+        f"seeds {seeds} (the MDMs of scripts/any_order.py); greedy; every held-out query of each "
+        "task; NFE = mean forward passes per query (per sample for the LM). Mean +- sd "
+        "(min-max) over the seeds; reduction and change are taken per seed against that seed's "
+        "one-token-per-step decode. Exact values vary by machine.",
         "",
-        "| task (query kind) | rule | accuracy | NFE | NFE reduction | accuracy change |",
+        "| task (query kind) | rule | accuracy | NFE | NFE reduction | accuracy change (pt) |",
         "|---|---|---|---|---|---|",
     ]
     for task, kind in TASKS.items():
-        ours = [r for r in rows if r["task"] == task]
-        base = ours[0]
-        for row in ours:
+        for r in summaries[task]:
             lines.append(
-                f"| {task} ({kind}, n={row['n'][kind]}) | {row['rule']} | "
-                f"{row['accuracy'][kind]:.3f} | {row['nfe'][kind]:.2f} | "
-                f"{base['nfe'][kind] / row['nfe'][kind]:.2f}x | "
-                f"{100 * (row['accuracy'][kind] - base['accuracy'][kind]):+.1f} pt |"
+                f"| {task} ({kind}, n={r['n']}) | {r['rule']} | {spread(r['accuracy'], 3)} | "
+                f"{spread(r['nfe'], 2)} | {spread(r['reduction'], 2)}x | "
+                f"{spread(r['change_pt'], 1)} |"
             )
+    base = [r for r in rows if r["task"] in TASKS and r["rule"] == "one token per step"]
+    per_seed = (f"{r['task']} seed {r['seed']} {r['accuracy'][TASKS[r['task']]]:.3f}" for r in base)
+    lines += ["", "One token per step, per seed: " + "; ".join(per_seed) + "."]
     lm = [r for r in rows if r["task"] == "default LM"]
     if lm:
         lines += ["", "| default LM | rule | NFE / sample | NFE reduction | judge ppl | entropy |",

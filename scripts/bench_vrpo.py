@@ -2,22 +2,22 @@
 preference optimisation does to the model.
 
     python scripts/bench_vrpo.py [--start-steps 3000] [--vrpo-steps 150] [--queries 1500]
-                                 [--repeats 64] [--runs DIR] [--reuse]
+                                 [--repeats 64] [--seeds 0 1 2] [--runs DIR] [--reuse]
 
 1. A start: `experiment=countdown` for `--start-steps` steps (room to improve on held-out problems).
 2. Preference pairs from its own samples on the TRAINING problems (chosen: a sample that hits the
    target, else the reference answer; rejected: a wrong sample; `llada.preference_builder`); the
    last `--held-out` pairs are kept apart, never trained on.
-3. VRPO from the start for `--vrpo-steps` steps (`objective=vrpo`, its defaults: budget 8 as 8
-   timesteps x 1 mask, antithetic, beta 0.1) on the other pairs.
-4. With the VRPO model as the policy and the start as the reference, the DPO loss on the held-out
+3. Per seed of `--seeds`, VRPO from the start for `--vrpo-steps` steps (`objective=vrpo`, its
+   defaults: budget 8 as 8 timesteps x 1 mask, antithetic, beta 0.1) on the other pairs.
+4. With each seed's VRPO model as the policy and the start as the reference, the DPO loss on the held-out
    pairs is estimated `--repeats` times per setting (budget, allocation, antithetic): its standard
    deviation across repeats, and the variance ratio to the plainest estimator (budget 1,
    independent draws for policy and reference).
 5. Preference accuracy on the held-out pairs (the policy's DPO margin > 0; and, for the start and
    the VRPO model alike, the share of pairs whose chosen answer has the higher ELBO), estimated with
    a budget of 64; Countdown accuracy on held-out problems (greedy) before and after.
-Writes scripts/results/bench_vrpo.{md,json}.
+Every figure of steps 4-5 is reported as mean +- sd (min-max) over the VRPO seeds. Writes scripts/results/bench_vrpo.{md,json}.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from runs import REPO, task_options, train_logged
+from runs import REPO, ensure_trained, spread, task_options, train_logged
 
 # name -> (n_times, masks_per_time, antithetic): the budget, its allocation, shared draws.
 SETTINGS = {
@@ -131,6 +131,7 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=1500, help="training problems sampled")
     parser.add_argument("--held-out", type=int, default=64, help="pairs never trained on")
     parser.add_argument("--repeats", type=int, default=64)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="VRPO seeds")
     parser.add_argument("--runs", type=Path, default=REPO / "outputs" / "bench_vrpo")
     parser.add_argument("--reuse", action="store_true", help="read finished runs, train none")
     args = parser.parse_args()
@@ -156,28 +157,41 @@ def main() -> None:
         write_jsonl(rows[: -args.held_out], train_file)
         write_jsonl(rows[-args.held_out :], held_file)
     n_train = len(train_file.read_text().splitlines())
-    vrpo_ckpt = args.runs / "vrpo" / "checkpoints" / "last.ckpt"
-    if not (args.reuse or vrpo_ckpt.is_file()):
-        print(f"[vrpo] {args.vrpo_steps} steps on {train_file.name}", flush=True)
-        train_logged(args.runs / "vrpo", ["objective=vrpo", "data=preferences", f"data.path={train_file}",
-                                   f"model.init_from={start_ckpt}", "seed=0",
-                                   f"trainer.max_steps={args.vrpo_steps}",
-                                   f"trainer.val_check_interval={args.vrpo_steps}"])  # fmt: skip
-    policy = load_text_model(vrpo_ckpt)
     batch = pairs_batch(start, held_file)
-    print(f"[variance] {len(SETTINGS)} settings x {args.repeats} estimates", flush=True)
-    results = {
-        "pairs": {"train": n_train, "held_out": int(batch["chosen_input_ids"].shape[0])},
-        "variance": loss_spread(policy, start, batch, args.repeats),
-        "preference": preference_scores(policy, start, batch),
-    }
-    print("[countdown] held-out accuracy before and after", flush=True)
     options = task_options(start.data_config)
-    results["countdown"] = {
-        "start": countdown_accuracy(start, options),
-        "vrpo": countdown_accuracy(policy, options),
+    print("[countdown] held-out accuracy of the start", flush=True)
+    results: dict[str, Any] = {
+        "pairs": {"train": n_train, "held_out": int(batch["chosen_input_ids"].shape[0])},
+        "countdown_start": countdown_accuracy(start, options),
+        "runs": [],
     }
+    for seed in args.seeds:
+        run_dir = args.runs / f"vrpo_seed{seed}"
+        if not args.reuse:
+            ensure_trained(run_dir, ["objective=vrpo", "data=preferences", f"data.path={train_file}",
+                                     f"model.init_from={start_ckpt}", f"seed={seed}",
+                                     f"trainer.max_steps={args.vrpo_steps}",
+                                     f"trainer.val_check_interval={args.vrpo_steps}"])  # fmt: skip
+        policy = load_text_model(run_dir / "checkpoints" / "last.ckpt")
+        print(f"[seed {seed}] variance: {len(SETTINGS)} settings x {args.repeats} estimates; "
+              "preference; countdown", flush=True)  # fmt: skip
+        results["runs"].append({
+            "seed": seed,
+            "variance": loss_spread(policy, start, batch, args.repeats),
+            "preference": preference_scores(policy, start, batch),
+            "countdown": countdown_accuracy(policy, options),
+        })  # fmt: skip
     write(results, args, describe(), summary())
+
+
+def across(runs: list[dict[str, Any]], *keys: str) -> list[float]:
+    """One figure of every seed's results, e.g. across(runs, "preference", "dpo_margin_positive")."""
+    values = []
+    for run in runs:
+        for key in keys:
+            run = run[key]
+        values.append(float(run))
+    return values
 
 
 def write(results: dict[str, Any], args: Any, machine: dict[str, Any], line: str) -> None:
@@ -185,52 +199,54 @@ def write(results: dict[str, Any], args: Any, machine: dict[str, Any], line: str
     payload = {"machine": machine, **{k: v for k, v in vars(args).items() if k != "runs"},
                **results}  # fmt: skip
     out.with_suffix(".json").write_text(json.dumps(payload, indent=2, default=str) + "\n")
-    pairs, preference, countdown = results["pairs"], results["preference"], results["countdown"]
+    pairs, runs, seeds = results["pairs"], results["runs"], " ".join(map(str, args.seeds))
     lines = [
         "# VRPO on Countdown: variance of the loss estimate, preference accuracy "
         "(scripts/bench_vrpo.py)",
         "",
         f"`python scripts/bench_vrpo.py --start-steps {args.start_steps} --vrpo-steps "
-        f"{args.vrpo_steps} --queries {args.queries} --repeats {args.repeats}`; measured on "
-        f"{line}. Exact values vary by machine.",
+        f"{args.vrpo_steps} --queries {args.queries} --repeats {args.repeats} --seeds {seeds}`; "
+        f"measured on {line}. Exact values vary by machine.",
         "",
         f"Start: `experiment=countdown`, {args.start_steps} steps. Pairs from its own samples on "
         f"training problems: {pairs['train']} for VRPO ({args.vrpo_steps} steps, budget 8 = 8 "
-        f"timesteps x 1 mask, antithetic, beta 0.1), {pairs['held_out']} held out. The DPO loss "
-        f"of the VRPO model (policy) against the start (reference) on the held-out pairs, "
-        f"estimated {args.repeats} times per setting:",
+        f"timesteps x 1 mask, antithetic, beta 0.1; VRPO seeds {seeds}), {pairs['held_out']} "
+        f"held out. The DPO loss of each seed's VRPO model (policy) against the start "
+        f"(reference) on the held-out pairs, estimated {args.repeats} times per setting; mean "
+        "+- sd (min-max) over the VRPO seeds:",
         "",
-        "| estimator | loss mean | loss sd | loss variance reduction | score sd per pair | "
+        "| estimator | loss sd | loss variance reduction | score sd per pair | "
         "score variance reduction |",
-        "|---|---|---|---|---|---|",
+        "|---|---|---|---|---|",
     ]
-    for name, values in results["variance"].items():
+    for name in SETTINGS:
         lines.append(
-            f"| {name} | {values['mean']:.4f} | {values['sd']:.4f} | "
-            f"{values['variance_reduction']:.1f}x | {values['score_sd']:.3f} | "
-            f"{values['score_variance_reduction']:.1f}x |"
+            f"| {name} | {spread(across(runs, 'variance', name, 'sd'), 4)} | "
+            f"{spread(across(runs, 'variance', name, 'variance_reduction'), 1)}x | "
+            f"{spread(across(runs, 'variance', name, 'score_sd'), 3)} | "
+            f"{spread(across(runs, 'variance', name, 'score_variance_reduction'), 1)}x |"
         )
     lines += [
         "",
-        f"Reductions are against the plainest estimator ({BASELINE}). The score is "
+        f"Reductions are against the plainest estimator ({BASELINE}), per seed. The score is "
         "s = beta [(B_pi - B_ref)(chosen) - (B_pi - B_ref)(rejected)] of one pair; the loss is "
         "-log sigmoid(s) averaged over the pairs, so where the policy already separates the "
         "pairs well the loss saturates and its spread understates the score's.",
     ]
-    kinds = list(countdown["start"])
+    start_prefers = across(runs, "preference", "start_prefers_chosen")[0]  # the same start
+    countdown = "; ".join(
+        f"{kind} {results['countdown_start'][kind]:.3f} -> "
+        f"{spread(across(runs, 'countdown', kind), 3)}"
+        for kind in results["countdown_start"]
+    )
     lines += [
         "",
         f"Held-out pairs (ELBO budget {SCORING_BUDGET}): DPO margin > 0 for "
-        f"{preference['dpo_margin_positive']:.3f} of them; chosen's ELBO above rejected's for "
-        f"{preference['start_prefers_chosen']:.3f} under the start and "
-        f"{preference['policy_prefers_chosen']:.3f} after VRPO.",
+        f"{spread(across(runs, 'preference', 'dpo_margin_positive'), 3)} of them; chosen's ELBO "
+        f"above rejected's for {start_prefers:.3f} under the start and "
+        f"{spread(across(runs, 'preference', 'policy_prefers_chosen'), 3)} after VRPO.",
         "",
-        "Countdown, held-out problems (greedy): "
-        + "; ".join(
-            f"{kind} {countdown['start'][kind]:.3f} -> {countdown['vrpo'][kind]:.3f}"
-            for kind in kinds
-        )
-        + " (start -> after VRPO).",
+        f"Countdown, held-out problems (greedy): {countdown} (start -> after VRPO).",
     ]
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

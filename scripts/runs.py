@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import statistics
 import subprocess
 import sys
 import time
@@ -41,6 +42,33 @@ def train_logged(run_dir: Path, overrides: list[str]) -> float:
         raise RuntimeError(f"llada.train failed (exit {code}) in {run_dir}:\n{tail}")
     (run_dir / DONE).write_text(json.dumps({"seconds": seconds, "overrides": overrides}))
     return seconds
+
+
+def ensure_trained(run_dir: Path, overrides: list[str]) -> float:
+    """`train_logged` unless run_dir already holds a finished run of these very overrides (a
+    rerun of a script then reuses it); returns the run's wall seconds. A finished run of other
+    overrides is never reused nor trained over: that raises, naming the directory."""
+    if finished(run_dir):
+        recorded = json.loads((run_dir / DONE).read_text()).get("overrides")
+        if recorded != overrides:
+            raise SystemExit(
+                f"error: {run_dir} holds a run of other overrides ({recorded}); "
+                "pass another runs directory or delete that one"
+            )
+        return train_seconds(run_dir)
+    print(f"[train] {run_dir}: {' '.join(overrides)}", flush=True)
+    return train_logged(run_dir, overrides)
+
+
+def spread(values: list[float], digits: int = 1, scale: float = 1.0) -> str:
+    """Mean +- sd (min-max, n seeds) of the values, or the one value when there is one seed."""
+    scaled = [v * scale for v in values]
+    if len(scaled) == 1:
+        return f"{scaled[0]:.{digits}f} (1 seed)"
+    return (
+        f"{statistics.fmean(scaled):.{digits}f} +- {statistics.stdev(scaled):.{digits}f} "
+        f"({min(scaled):.{digits}f}-{max(scaled):.{digits}f}, {len(scaled)} seeds)"
+    )
 
 
 def train_seconds(run_dir: Path) -> float:

@@ -96,15 +96,24 @@ def test_any_order_script_trains_both_models_and_prints_the_table(tmp_path: Path
         "data.corpus.n_entities=40", "data.corpus.repeats=2", "data.block_size=32",
         "data.val_fraction=0.2", "data.batch_size=4",
     ]  # fmt: skip
-    command = [sys.executable, "scripts/any_order.py", "reversal", *tiny]
+    command = [sys.executable, "scripts/any_order.py", "reversal", *tiny, "--seeds", "0", "1"]
     command += ["--runs-dir", str(tmp_path / "runs"), "--results-dir", str(tmp_path / "results")]
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "| MDM |" in done.stdout and "| AR |" in done.stdout
+    assert "2 seeds)" in done.stdout  # every cell is a spread over the seeds
     saved = json.loads((tmp_path / "results" / "any_order_reversal.json").read_text())
-    assert set(saved["results"]) == {"MDM", "AR"}
-    assert saved["results"]["AR"]["lm"] == "autoregressive"
-    assert saved["results"]["MDM"]["lm"] == "diffusion"
-    for result in saved["results"].values():
-        assert set(result["accuracy"]) == {"forward", "reverse", "reverse_infill"}
-        assert result["n"]["forward"] == 8
+    assert set(saved["results"]) == {"MDM", "AR"} and saved["seeds"] == [0, 1]
+    assert all(r["lm"] == "autoregressive" for r in saved["results"]["AR"])
+    assert all(r["lm"] == "diffusion" for r in saved["results"]["MDM"])
+    for seeds in saved["results"].values():
+        assert [r["seed"] for r in seeds] == [0, 1]
+        for result in seeds:
+            assert set(result["accuracy"]) == {"forward", "reverse", "reverse_infill"}
+            assert result["n"]["forward"] == 8
+    # A rerun reuses the finished runs; other overrides never train over them.
+    again = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and "[train]" not in again.stdout, again.stderr[-2000:]
+    other = [c if c != "trainer.max_steps=4" else "trainer.max_steps=6" for c in command]
+    refused = subprocess.run(other, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert refused.returncode != 0 and "holds a run of other overrides" in refused.stderr
