@@ -17,12 +17,12 @@ import argparse
 import csv
 import json
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
+from runs import REPO, ensure_trained
+
 OBJECTIVES = {"mdm": [], "bd3": ["objective=bd3", "objective.block_size=16"]}
 STARTS = {  # name -> (run directory, overrides)
     "random init": ("random", []),
@@ -40,20 +40,12 @@ def curve(run_dir: Path) -> list[tuple[int, float]]:
     return points
 
 
-def finished(run_dir: Path) -> bool:
-    """A run that ended: kept when the script is run again (an interrupted run continues)."""
-    return (run_dir / "checkpoints" / "last.ckpt").is_file() and (run_dir / "metrics.csv").is_file()
-
-
 def train(run_dir: Path, steps: int, seed: int, overrides: list[str]) -> None:
-    command = [
-        sys.executable, "-m", "llada.train", "experiment=quick", f"seed={seed}", "data.seed=0",
-        f"trainer.max_steps={steps}", f"trainer.val_check_interval={steps // 10}",
-        "callbacks.samples.num_samples=0", "callbacks.samples.prompts=[]",
-        "trainer.enable_progress_bar=false", f"hydra.run.dir={run_dir}", *overrides,
-    ]  # fmt: skip
-    print(f"[{run_dir.relative_to(REPO)}] {' '.join(command[3:])}", flush=True)
-    subprocess.run(command, check=True, cwd=REPO, stdout=subprocess.DEVNULL)
+    """One run of the quick network (reused when run_dir holds it finished)."""
+    ensure_trained(run_dir, [
+        "experiment=quick", f"seed={seed}", "data.seed=0", f"trainer.max_steps={steps}",
+        f"trainer.val_check_interval={steps // 10}", "callbacks.samples.prompts=[]", *overrides,
+    ])  # fmt: skip
 
 
 def steps_to_reach(points: list[tuple[int, float]], target: float) -> int | None:
@@ -75,7 +67,7 @@ def main() -> None:
 
     print(f"machine: {summary()}", flush=True)
     ar_dir = args.runs / "ar"
-    if not (args.reuse or finished(ar_dir)):
+    if not args.reuse:
         train(ar_dir, args.steps, 0, ["model=ar_tiny"])
     ar_ckpt = ar_dir / "checkpoints" / "last.ckpt"
     results: dict[str, Any] = {"ar": curve(ar_dir)}
@@ -87,7 +79,7 @@ def main() -> None:
                 overrides = [*OBJECTIVES[objective], *extra]
                 if start != "random init":
                     overrides.append(f"model.init_from={ar_ckpt}")
-                if not (args.reuse or finished(run_dir)):
+                if not args.reuse:
                     train(run_dir, args.steps, seed, overrides)
                 runs.append(curve(run_dir))
             results[f"{objective} / {start}"] = runs

@@ -20,13 +20,12 @@ import argparse
 import csv
 import json
 import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
+from runs import REPO, ensure_trained
+
 SEARCH = "[[0.0,1.0],[0.3,0.8],[0.45,0.95],[0.15,0.9]]"
 SETTINGS: dict[str, list[str]] = {
     "ar": ["model=ar_tiny"],
@@ -67,22 +66,13 @@ def read_run(run_dir: Path) -> dict[str, Any]:
     }
 
 
-def finished(run_dir: Path) -> bool:
-    """A run that ended (its final checkpoint is there): kept when the script is run again."""
-    return (run_dir / "checkpoints" / "last.ckpt").is_file() and (run_dir / "metrics.csv").is_file()
-
-
 def train(setting: str, seed: int, run_dir: Path, steps: int, overrides: list[str]) -> float:
-    command = [
-        sys.executable, "-m", "llada.train", "experiment=quick", *SETTINGS[setting],
-        f"seed={seed}", "data.seed=0", f"trainer.max_steps={steps}", f"trainer.val_check_interval={steps // 4}",
-        "callbacks.samples.num_samples=0", "callbacks.samples.prompts=[]",
-        "trainer.enable_progress_bar=false", f"hydra.run.dir={run_dir}", *overrides,
-    ]  # fmt: skip
-    print(f"[{setting} seed {seed}] {' '.join(command[2:])}", flush=True)
-    started = time.perf_counter()
-    subprocess.run(command, check=True, cwd=REPO, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - started
+    """One run of the quick network (reused when run_dir holds it finished); wall seconds."""
+    return ensure_trained(run_dir, [
+        "experiment=quick", *SETTINGS[setting], f"seed={seed}", "data.seed=0",
+        f"trainer.max_steps={steps}", f"trainer.val_check_interval={steps // 4}",
+        "callbacks.samples.prompts=[]", *overrides,
+    ])  # fmt: skip
 
 
 def spread(values: list[float]) -> str:
@@ -99,8 +89,8 @@ def main() -> None:
     parser.add_argument(
         "--reuse",
         action="store_true",
-        help="read runs, train none (finished "
-        "runs are always kept: an interrupted sweep continues where it stopped)",
+        help="read runs, train none (finished runs are always kept: an interrupted sweep "
+        "continues where it stopped)",
     )
     parser.add_argument("--only", nargs="+", choices=list(SETTINGS), default=list(SETTINGS))
     args, overrides = parser.parse_known_args()
@@ -113,9 +103,7 @@ def main() -> None:
         runs = []
         for seed in args.seeds:
             run_dir = args.runs / slug(setting) / f"seed{seed}"
-            seconds = None
-            if not (args.reuse or finished(run_dir)):
-                seconds = train(setting, seed, run_dir, args.steps, overrides)
+            seconds = None if args.reuse else train(setting, seed, run_dir, args.steps, overrides)
             runs.append({"seed": seed, "seconds": seconds, **read_run(run_dir)})
             print(f"  seed {seed}: final {runs[-1]['final_ppl']:.1f}", flush=True)
         results[setting] = runs
