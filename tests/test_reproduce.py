@@ -1,12 +1,15 @@
-"""scripts/reproduce.py without training: row registry, verdicts, md + plot writing, --only."""
+"""scripts/reproduce.py and its rows (scripts/reproduction/) without training: row registry,
+verdicts, md + plot writing, --only."""
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import json
+import shutil
 import sys
 from pathlib import Path
-from types import ModuleType
+from types import SimpleNamespace
 
 import pytest
 
@@ -14,15 +17,24 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def reproduce() -> ModuleType:
-    """The script as a module (scripts/ is not a package; its helpers import `runs`)."""
+def reproduce() -> SimpleNamespace:
+    """The entry script and its rows' package as one namespace (scripts/ is not a package; the
+    entry and its helpers import `reproduction` and `runs` from it)."""
     sys.path.insert(0, str(REPO / "scripts"))
     spec = importlib.util.spec_from_file_location("reproduce", REPO / "scripts" / "reproduce.py")
     assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["reproduce"] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+    entry = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(entry)
+    benchmarks = importlib.import_module("reproduction.benchmarks")
+    common = importlib.import_module("reproduction.common")
+    report = importlib.import_module("reproduction.report")
+    rows = importlib.import_module("reproduction.rows")
+    return SimpleNamespace(
+        main=entry.main, parse_args=entry.parse_args, ROWS=rows.ROWS, VERDICTS=common.VERDICTS,
+        Context=common.Context, write_report=report.write_report,
+        BENCHMARKS=benchmarks.BENCHMARKS, run_benchmarks=benchmarks.run_benchmarks,
+        judge_benchmarks=benchmarks.judge_benchmarks,
+    )  # fmt: skip
 
 
 def curve(ppls: list[float]) -> list[dict[str, float]]:
@@ -59,7 +71,7 @@ HAND_MADE = {
 }
 
 
-def test_rows_judge_and_write(reproduce: ModuleType, tmp_path: Path) -> None:
+def test_rows_judge_and_write(reproduce: SimpleNamespace, tmp_path: Path) -> None:
     """Every trained row judges hand-made results; the md, json and plots are written."""
     assert set(HAND_MADE) | {"benchmarks"} == set(reproduce.ROWS)
     rows = {}
@@ -84,7 +96,7 @@ def test_rows_judge_and_write(reproduce: ModuleType, tmp_path: Path) -> None:
 
 
 def test_benchmarks_row_reads_jsons_or_says_not_measured(
-    reproduce: ModuleType, tmp_path: Path
+    reproduce: SimpleNamespace, tmp_path: Path
 ) -> None:
     """Committed JSONs go through their adapters; absent or odd ones never fail the row."""
     (tmp_path / "bench_grpo.json").write_text(json.dumps({
@@ -105,10 +117,23 @@ def test_benchmarks_row_reads_jsons_or_says_not_measured(
     committed = reproduce.judge_benchmarks(reproduce.run_benchmarks(ctx))  # scripts/results
     assert committed[0]["claim"].startswith("Block diffusion")
     assert committed[0]["verdict"] == "holds"
+    unread = [c["claim"] for c in committed if c["verdict"] == "not yet measured"]
+    assert not unread, f"a committed benchmark JSON no longer fits its adapter: {unread}"
+
+
+def test_report_only_rewrites_the_committed_report(
+    reproduce: SimpleNamespace, tmp_path: Path
+) -> None:
+    """The entry re-judges the committed reproduce.json into md + plots without training."""
+    shutil.copy(REPO / "scripts" / "results" / "reproduce.json", tmp_path / "reproduce.json")
+    reproduce.main(["--report-only", "--out", str(tmp_path)])
+    md = (tmp_path / "REPRODUCE.md").read_text()
+    assert md.startswith("# Reproducing the field's results") and "**holds**" in md
+    assert sorted(p.name for p in tmp_path.glob("reproduce_*.png"))
 
 
 def test_only_rejects_an_unknown_row(
-    reproduce: ModuleType, capsys: pytest.CaptureFixture[str]
+    reproduce: SimpleNamespace, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """`--only nope` exits with one error line that lists the allowed rows."""
     assert reproduce.parse_args(["--only", "reversal", "--quick"]).only == "reversal"

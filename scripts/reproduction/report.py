@@ -1,0 +1,126 @@
+"""REPRODUCE.md, reproduce.json and the plots, from a report of judged rows."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from reproduction.common import MODELS, PLANS
+from reproduction.rows import ROWS
+
+START_UP_S = 10.0  # a run's cost besides its steps: a 20-step reversal run takes 8 s here
+
+
+def full_estimate(records: list[dict[str, Any]]) -> float:
+    """Seconds the full plan would take: per run, the start-up plus the fastest measured seconds
+    per step of its kind times the full plan's steps."""
+    total = 0.0
+    for kind in {r["kind"] for r in records}:
+        mine = [r for r in records if r["kind"] == kind]
+        # the fastest run of a kind: the others may have shared the CPU with other jobs
+        per_step = min(max(r["seconds"] - START_UP_S, 0) / r["steps"] for r in mine)
+        runs = len(MODELS) * PLANS["full"]["seeds"][kind]
+        total += (START_UP_S + per_step * PLANS["full"]["steps"][kind]) * runs
+    return total
+
+
+def cell(text: str) -> str:
+    """Text safe inside a markdown table cell."""
+    return str(text).replace("|", "/").replace("\n", " ")
+
+
+def summary_table(report: dict[str, Any]) -> list[str]:
+    lines = [
+        "| row | claim | published (source) | our protocol | measured here | verdict |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, row in report["rows"].items():
+        for c in row["claims"]:
+            lines.append(
+                f"| {name} | {cell(c['claim'])} | {cell(c['published'])} ({cell(c['source'])}) "
+                f"| {cell(c['protocol'])} | {cell(c['measured'])} | **{c['verdict']}** |"
+            )
+    return lines
+
+
+def row_section(name: str, row: dict[str, Any]) -> list[str]:
+    """A row's own section: mode, time, each claim's verdict and why, its plot."""
+    lines = [f"## {name}: {row['title']}", ""]
+    how = f"Mode **{row['mode']}**" if row.get("runs") else "No training (read from JSONs)"
+    lines.append(
+        f"{how}, measured {row['when']} in {row['seconds']:.0f} s"
+        + (f" (the full plan: about {row['full_estimate'] / 60:.0f} min, estimated)" if
+           row.get("full_estimate") else "")
+        + "."
+    )  # fmt: skip
+    lines.append("")
+    for c in row["claims"]:
+        lines += [
+            f"- **{c['claim']}**: {c['verdict']}. {c['why'][:1].upper()}{c['why'][1:]}.",
+            f"  Published: {c['published']} ({c['source']}). Measured: {c['measured']}.",
+        ]
+    if row.get("plot"):
+        lines += ["", f"![{name}]({row['plot']})"]
+    return [*lines, ""]
+
+
+def plan_text(plans: dict[str, dict[str, dict[str, int]]], mode: str) -> str:
+    """A mode's budget in words: steps x seeds per kind of run (both models get each)."""
+    plan = plans[mode]
+    runs = ", ".join(f"{kind} {steps} steps x {plan['seeds'][kind]} seed(s)"
+                     for kind, steps in plan["steps"].items())  # fmt: skip
+    return f"{mode}: {runs}"
+
+
+def markdown(report: dict[str, Any]) -> str:
+    machine = report["machine"]
+    isa = "/".join(machine.get("isa", [])) or "unknown ISA"
+    modes = sorted({row["mode"] for row in report["rows"].values() if row.get("runs")})
+    plans = report.get("plans", PLANS)
+    lines = [
+        "# Reproducing the field's results at small scale (scripts/reproduce.py)",
+        "",
+        f"`{report['command']}`. Rows were produced in mode: **{', '.join(modes)}**. "
+        f"{plan_text(plans, 'quick')}; {plan_text(plans, 'full')}. Host: "
+        f"{machine.get('cpu')} ({isa}; torch uses {machine.get('torch_cpu_capability')}), "
+        f"{machine.get('threads')} threads, torch {machine.get('torch')}. **Exact values vary by "
+        "machine** (different float paths, and a 2M-parameter model amplifies them) and by seed; "
+        "the verdicts are about the shape of each result, not its digits.",
+        "",
+        f"Time of all rows as measured (one process, nothing else running): "
+        f"{report['seconds'] / 60:.1f} min"
+        + (f" ({report['note']})" if report.get("note") else "")
+        + ". "
+        + (
+            f"The full run (`python scripts/reproduce.py`) is estimated at "
+            f"{report['full_estimate'] / 60:.0f} min on this host from the measured seconds per "
+            "training step (not run end to end)."
+            if report.get("full_estimate")
+            else ""
+        ),
+        "",
+        "Verdicts: *holds* (the published shape is seen here, beyond the seed spread), *does "
+        "not hold* (the opposite is seen), *inconclusive* (within noise or margin), *not yet "
+        "measured*. The MDM's perplexities are ELBO bounds (upper bounds), the AR's are exact.",
+        "",
+        *summary_table(report),
+        "",
+    ]
+    for name, row in report["rows"].items():
+        lines += row_section(name, row)
+    return "\n".join(lines)
+
+
+def write_report(report: dict[str, Any], out: Path) -> Path:
+    """reproduce.json, REPRODUCE.md and each row's plot, all under `out`."""
+    out.mkdir(parents=True, exist_ok=True)
+    for name, row in report["rows"].items():
+        plot = ROWS[name].plot if name in ROWS else None
+        if plot is not None and row.get("data"):
+            row["plot"] = f"reproduce_{name}.png"
+            plot(row["data"], out / row["plot"])
+    (out / "reproduce.json").write_text(json.dumps(report, indent=2) + "\n")
+    md = out / "REPRODUCE.md"
+    md.write_text(markdown(report) + "\n")
+    return md
