@@ -48,8 +48,11 @@ def row_section(name: str, row: dict[str, Any]) -> list[str]:
     """A row's own section: mode, time, each claim's verdict and why, its plot."""
     lines = [f"## {name}: {row['title']}", ""]
     how = f"Mode **{row['mode']}**" if row.get("runs") else "No training (read from JSONs)"
+    trained = sum(run["seconds"] for run in row.get("runs", []))
     lines.append(
         f"{how}, measured {row['when']} in {row['seconds']:.0f} s"
+        + (f" (its runs' {trained / 60:.0f} min of training were done before and reused)"
+           if trained > row["seconds"] else "")
         + (f" (the full plan: about {row['full_estimate'] / 60:.0f} min, estimated)" if
            row.get("full_estimate") else "")
         + "."
