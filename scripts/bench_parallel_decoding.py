@@ -7,6 +7,8 @@ Per training seed, the MDM of `experiment=sudoku` and `experiment=reversal`: the
 missing ones trained through `llada.train`). Then every held-out query of each task is decoded,
 greedy, with:
 - one token per step (LLaDA's low-confidence remasking, steps = the answer's tokens): the baseline;
+- one token per step in a random order, and largest-margin first (Kim et al. 2025's comparison of
+  decoding orders: an adaptive order against a random one);
 - the confidence-threshold rule (Fast-dLLM) at tau in {0.9, 0.7, 0.5}: every masked position whose
   top probability is >= tau commits, at least one per step;
 - the factor rule (Fast-dLLM): the largest n with (n + 1)(1 - c_n) < f, at least one; f = 1.
@@ -31,7 +33,9 @@ from runs import REPO, ensure_trained, spread, task_options
 
 TASKS = {"sudoku": "infill", "reversal": "forward"}  # the task and its headline query kind
 RULES: dict[str, dict[str, Any]] = {
-    "one token per step": {},
+    "one token per step": {},  # LLaDA's low-confidence order, the baseline
+    "random order": {"remasking": "random"},  # one token per step, in a random order
+    "margin order": {"remasking": "margin"},  # one token per step, largest top-2 margin first
     "threshold 0.9": {"remasking": "threshold", "remasking_options": {"threshold": 0.9}},
     "threshold 0.7": {"remasking": "threshold", "remasking_options": {"threshold": 0.7}},
     "threshold 0.5": {"remasking": "threshold", "remasking_options": {"threshold": 0.5}},

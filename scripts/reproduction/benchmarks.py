@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from reproduction.common import RESULTS, Context, ahead, claim, host, mean_of, progress
+from reproduction.planning import order_claim
 from runs import REPO, spread
 
 
@@ -77,6 +78,19 @@ def adapt_parallel_decoding(payload: dict[str, Any]) -> dict[str, str]:
         why=f"mean over {seeds} seed(s) of the per-seed reduction and accuracy change; on the "
         "2M-parameter language model no rule ever commits two tokens (never >= 50% sure)",
     )
+
+
+def adapt_decoding_order(payload: dict[str, Any]) -> dict[str, str]:
+    """Kim et al.: an adaptive order beats a random one, on bench_parallel_decoding's Sudoku MDMs
+    (4000 steps, several training seeds: the budget the quick planning row cannot afford)."""
+    rules = {r["rule"]: r["accuracy"] for r in payload["summary"]["sudoku"]}
+    orders = {"random": rules["random order"], "low_confidence": rules["one token per step"],
+              "margin": rules["margin order"]}  # fmt: skip
+    found = order_claim(orders, f"the Sudoku MDMs of training seeds {payload.get('seeds')}")
+    found["protocol"] = f"scripts/bench_parallel_decoding.py: {found['protocol']}; host: " + host(
+        payload
+    )
+    return {k: found[k] for k in ("protocol", "measured", "verdict", "why")}
 
 
 def adapt_grpo(payload: dict[str, Any]) -> dict[str, str]:
@@ -152,6 +166,7 @@ class Benchmark:
     published: str
     source: str
     adapt: Callable[[dict[str, Any]], dict[str, str]]
+    script: str = ""  # the script whose JSON it reads, when not the registry key
 
 
 BENCHMARKS: dict[str, Benchmark] = {
@@ -174,6 +189,14 @@ BENCHMARKS: dict[str, Benchmark] = {
         "threshold 0.9 (+ cache): 3-8x fewer forward passes at about equal accuracy (LLaDA-8B)",
         "Wu et al. 2025, Fast-dLLM",
         adapt_parallel_decoding,
+    ),
+    "decoding_order": Benchmark(
+        "Sudoku: an adaptive decoding order (most confident / largest margin first) beats a "
+        "random order for the same MDM (trained 4000 steps)",
+        "9x9 Sudoku: vanilla (random-order) inference < 7%, top-prob margin order ~90%",
+        "Kim et al. 2025, Train for the Worst, Plan for the Best",
+        adapt_decoding_order,
+        script="bench_parallel_decoding",
     ),
     "bench_grpo": Benchmark(
         "diffu-GRPO improves a diffusion LM's Sudoku accuracy beyond what SFT gives",
@@ -200,7 +223,8 @@ def not_measured(measured: str, why: str) -> dict[str, str]:
 
 def read_benchmark(stem: str, results_dir: Path) -> dict[str, str]:
     """One benchmark's row: its published claim and what its JSON says (never raises)."""
-    bench, path = BENCHMARKS[stem], results_dir / f"{stem}.json"
+    bench = BENCHMARKS[stem]
+    path = results_dir / f"{bench.script or stem}.json"
     if not path.is_file():
         found = not_measured("not yet measured", f"no scripts/results/{path.name} yet")
     else:
@@ -210,16 +234,17 @@ def read_benchmark(stem: str, results_dir: Path) -> dict[str, str]:
             reason = f"{type(error).__name__}: {error}"
             found = not_measured(
                 f"could not read {path.name} ({reason})",
-                f"its schema is not the one this adapter reads: update adapt_{stem[6:]}",
+                f"its schema is not the one this adapter reads: update {bench.adapt.__name__}",
             )
     return claim(claim=bench.claim, published=bench.published, source=bench.source, **found)
 
 
 def run_benchmarks(ctx: Context, results_dir: Path = RESULTS) -> dict[str, Any]:
     """Say which benchmark JSONs are there; the judge reads them (so --report-only re-reads)."""
-    for stem in BENCHMARKS:
-        found = (results_dir / f"{stem}.json").is_file()
-        with progress(ctx, f"{stem}.json: {'found' if found else 'absent (not yet measured)'}"):
+    for stem, bench in BENCHMARKS.items():
+        name = f"{bench.script or stem}.json"
+        found = (results_dir / name).is_file()
+        with progress(ctx, f"{name}: {'found' if found else 'absent (not yet measured)'}"):
             pass
     where = results_dir.resolve()
     return {"results_dir": str(where.relative_to(REPO) if where.is_relative_to(REPO) else where)}

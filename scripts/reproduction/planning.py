@@ -94,34 +94,33 @@ def judge_planning(data: dict[str, Any]) -> list[dict[str, str]]:
                 }[verdict],
             )
         )
-    orders = data["orders"]
-    if orders:
-        adaptive = [
-            max(pair) for pair in zip(orders["low_confidence"], orders["margin"], strict=True)
-        ]
-        verdict = ahead(adaptive, orders["random"], margin=0.10)
-        measured = ", ".join(f"{o} {spread(v, scale=100)}" for o, v in orders.items())
-        rows.append(
-            claim(
-                claim="Sudoku: an adaptive decoding order (most confident / largest margin "
-                "first) beats a random order for the same MDM",
-                published="9x9 Sudoku: vanilla (random-order) inference < 7%, top-prob margin "
-                "order ~90%",
-                source="Kim et al. 2025, Train for the Worst, Plan for the Best",
-                protocol="the Sudoku MDMs above, greedy tokens, one cell per step, remasking "
-                f"{' / '.join(ORDERS)}",
-                measured=f"accuracy %: {measured}",
-                verdict=verdict,
-                why={
-                    "holds": "committing the cells the model is surest of first lets the hard "
-                    "cells see more of the solution",
-                    "does not hold": "the random order is ahead here",
-                    "inconclusive": "the orders are within 10 points (4x4 grids with 8 blanks "
-                    "are far easier than 9x9; a weak model gains little from any order)",
-                }[verdict],
-            )
-        )
+    if data["orders"]:
+        rows.append(order_claim(data["orders"], "the Sudoku MDMs above"))
     return rows
+
+
+def order_claim(orders: dict[str, list[float]], models: str) -> dict[str, str]:
+    """Adaptive (the better of low_confidence and margin per seed) vs random order on Sudoku;
+    `orders` maps each of ORDERS to per-seed accuracies of `models`."""
+    adaptive = [max(pair) for pair in zip(orders["low_confidence"], orders["margin"], strict=True)]
+    verdict = ahead(adaptive, orders["random"], margin=0.10)
+    measured = ", ".join(f"{o} {spread(orders[o], scale=100)}" for o in ORDERS)
+    return claim(
+        claim="Sudoku: an adaptive decoding order (most confident / largest margin first) beats "
+        "a random order for the same MDM",
+        published="9x9 Sudoku: vanilla (random-order) inference < 7%, top-prob margin order ~90%",
+        source="Kim et al. 2025, Train for the Worst, Plan for the Best",
+        protocol=f"{models}, greedy tokens, one cell per step, remasking {' / '.join(ORDERS)}",
+        measured=f"accuracy %: {measured}",
+        verdict=verdict,
+        why={
+            "holds": "committing the cells the model is surest of first lets the hard cells see "
+            "more of the solution",
+            "does not hold": "the random order is ahead here",
+            "inconclusive": "the orders are within 10 points (4x4 grids with 8 blanks are far "
+            "easier than 9x9; a weak model gains little from any order)",
+        }[verdict],
+    )
 
 
 def plot_planning(data: dict[str, Any], path: Path) -> None:
