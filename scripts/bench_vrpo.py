@@ -10,14 +10,15 @@ preference optimisation does to the model.
    last `--held-out` pairs are kept apart, never trained on.
 3. Per seed of `--seeds`, VRPO from the start for `--vrpo-steps` steps (`objective=vrpo`, its
    defaults: budget 8 as 8 timesteps x 1 mask, antithetic, beta 0.1) on the other pairs.
-4. With each seed's VRPO model as the policy and the start as the reference, the DPO loss on the held-out
-   pairs is estimated `--repeats` times per setting (budget, allocation, antithetic): its standard
+4. With each seed's VRPO model as the policy and the start as the reference, the DPO loss on the
+   held-out pairs is estimated `--repeats` times per setting (budget, allocation, antithetic): its standard
    deviation across repeats, and the variance ratio to the plainest estimator (budget 1,
    independent draws for policy and reference).
 5. Preference accuracy on the held-out pairs (the policy's DPO margin > 0; and, for the start and
    the VRPO model alike, the share of pairs whose chosen answer has the higher ELBO), estimated with
    a budget of 64; Countdown accuracy on held-out problems (greedy) before and after.
-Every figure of steps 4-5 is reported as mean +- sd (min-max) over the VRPO seeds. Writes scripts/results/bench_vrpo.{md,json}.
+Every figure of steps 4-5 is reported as mean +- sd (min-max) over the VRPO seeds. Writes
+scripts/results/bench_vrpo.{md,json}.
 """
 
 from __future__ import annotations
