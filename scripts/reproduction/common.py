@@ -98,6 +98,19 @@ def ahead(better: list[float], worse: list[float], margin: float) -> str:
     return "holds" if gap > 0 else "does not hold"
 
 
+def paired_ahead(better: list[float], worse: list[float], margin: float) -> str:
+    """Verdict on "better > worse" for two measurements of the same models (one pair per seed,
+    e.g. two decoding orders of one checkpoint): holds when the mean gap exceeds `margin` and
+    every seed's gap has its sign; the seed-to-seed spread of the models themselves cancels."""
+    gaps = [b - w for b, w in zip(better, worse, strict=True)]
+    mean = statistics.fmean(gaps)
+    if mean > margin and min(gaps) > 0:
+        return "holds"
+    if mean < -margin and max(gaps) < 0:
+        return "does not hold"
+    return "inconclusive"
+
+
 def claim(**fields: str) -> dict[str, str]:
     """One table row: claim, published, source, protocol, measured, verdict, why."""
     if fields["verdict"] not in VERDICTS:
