@@ -54,7 +54,7 @@ def row_section(name: str, row: dict[str, Any]) -> list[str]:
         + (f" (its runs' {trained / 60:.0f} min of training were done before and reused)"
            if trained > row["seconds"] else "")
         + (f" (the full plan: about {row['full_estimate'] / 60:.0f} min, estimated)" if
-           row.get("full_estimate") else "")
+           row.get("full_estimate") and row["mode"] != "full" else "")
         + "."
     )  # fmt: skip
     lines.append("")
@@ -76,6 +76,15 @@ def plan_text(plans: dict[str, dict[str, dict[str, int]]], mode: str) -> str:
     return f"{mode}: {runs}"
 
 
+def reused(report: dict[str, Any]) -> float:
+    """Seconds of training that rows reused from runs finished before they were measured."""
+    total = 0.0
+    for row in report["rows"].values():
+        trained = sum(run["seconds"] for run in row.get("runs", []))
+        total += max(trained - row["seconds"], 0.0)
+    return total
+
+
 def markdown(report: dict[str, Any]) -> str:
     machine = report["machine"]
     isa = "/".join(machine.get("isa", [])) or "unknown ISA"
@@ -94,6 +103,12 @@ def markdown(report: dict[str, Any]) -> str:
         f"Time of all rows as measured (one process, nothing else running): "
         f"{report['seconds'] / 60:.1f} min"
         + (f" ({report['note']})" if report.get("note") else "")
+        + (
+            f", besides {reused(report) / 60:.0f} min of training done before and reused (the "
+            "rows say which)"
+            if reused(report)
+            else ""
+        )
         + ". "
         + (
             f"The full run (`python scripts/reproduce.py`) is estimated at "
