@@ -25,29 +25,40 @@ def finished(run_dir: Path) -> bool:
     return (run_dir / DONE).is_file()
 
 
-def train_logged(run_dir: Path, overrides: list[str]) -> float:
+def train_command(run_dir: Path, overrides: list[str]) -> list[str]:
+    """The `llada.train` command of a run (its first log line, so a resume can check it)."""
+    return [sys.executable, "-m", "llada.train", *overrides, *QUIET, f"hydra.run.dir={run_dir}"]
+
+
+def train_logged(run_dir: Path, overrides: list[str], resume: bool = False) -> float:
     """One `llada.train` run into run_dir, its output in run_dir/train.log (a long script's own
-    progress stays readable); returns its wall seconds. A failure raises with the log's tail."""
+    progress stays readable); returns its wall seconds. `resume` continues an interrupted run
+    from its last.ckpt (exact resume) and appends to its log. A failure raises with the log's
+    tail."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "llada.train", *overrides, *QUIET, f"hydra.run.dir={run_dir}"]
+    command = train_command(run_dir, overrides)
     log = run_dir / "train.log"
     started = time.perf_counter()
-    with log.open("w") as handle:
-        handle.write(" ".join(command) + "\n")
+    with log.open("a" if resume else "w") as handle:
+        handle.write(" ".join(command) + ("  (resumed: ckpt_path=last)\n" if resume else "\n"))
         handle.flush()
-        code = subprocess.run(command, cwd=REPO, stdout=handle, stderr=subprocess.STDOUT).returncode
+        full = [*command, "ckpt_path=last"] if resume else command
+        code = subprocess.run(full, cwd=REPO, stdout=handle, stderr=subprocess.STDOUT).returncode
     seconds = time.perf_counter() - started
     if code:
         tail = "\n".join(log.read_text().splitlines()[-15:])
         raise RuntimeError(f"llada.train failed (exit {code}) in {run_dir}:\n{tail}")
-    (run_dir / DONE).write_text(json.dumps({"seconds": seconds, "overrides": overrides}))
+    done = {"seconds": seconds, "overrides": overrides, **({"resumed": True} if resume else {})}
+    (run_dir / DONE).write_text(json.dumps(done))
     return seconds
 
 
 def ensure_trained(run_dir: Path, overrides: list[str]) -> float:
     """`train_logged` unless run_dir already holds a finished run of these very overrides (a
-    rerun of a script then reuses it); returns the run's wall seconds. A finished run of other
-    overrides is never reused nor trained over: that raises, naming the directory."""
+    rerun of a script then reuses it); an interrupted one of the same command is resumed from
+    its last.ckpt; returns the run's wall seconds (of the resumed part, for a resumed run). A run
+    of other overrides is never reused, resumed nor trained over: that raises, naming the
+    directory."""
     if finished(run_dir):
         recorded = json.loads((run_dir / DONE).read_text()).get("overrides")
         if recorded != overrides:
@@ -56,8 +67,17 @@ def ensure_trained(run_dir: Path, overrides: list[str]) -> float:
                 "pass another runs directory or delete that one"
             )
         return train_seconds(run_dir)
-    print(f"[train] {run_dir}: {' '.join(overrides)}", flush=True)
-    return train_logged(run_dir, overrides)
+    interrupted = (run_dir / "checkpoints" / "last.ckpt").is_file()
+    if interrupted:
+        logged = (run_dir / "train.log").read_text().splitlines()[:1]
+        if logged != [" ".join(train_command(run_dir, overrides))]:
+            raise SystemExit(
+                f"error: {run_dir} holds an interrupted run of another command ({logged}); "
+                "pass another runs directory or delete that one"
+            )
+    print(f"[train] {run_dir}: {' '.join(overrides)}" + (" (resumed)" if interrupted else ""),
+          flush=True)  # fmt: skip
+    return train_logged(run_dir, overrides, resume=interrupted)
 
 
 def spread(values: list[float], digits: int = 1, scale: float = 1.0) -> str:

@@ -111,9 +111,19 @@ def test_any_order_script_trains_both_models_and_prints_the_table(tmp_path: Path
         for result in seeds:
             assert set(result["accuracy"]) == {"forward", "reverse", "reverse_infill"}
             assert result["n"]["forward"] == 8
-    # A rerun reuses the finished runs; other overrides never train over them.
+    # A rerun reuses the finished runs; an interrupted one (a last.ckpt, no done.json) resumes
+    # from it; other overrides never train over them.
     again = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and "[train]" not in again.stdout, again.stderr[-2000:]
+    interrupted = tmp_path / "runs" / "reversal" / "seed1" / "mdm"
+    (interrupted / "done.json").unlink()
+    resumed = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert resumed.stdout.count("[train]") == 1 and "(resumed)" in resumed.stdout
+    assert json.loads((interrupted / "done.json").read_text())["resumed"] is True
+    after = json.loads((tmp_path / "results" / "any_order_reversal.json").read_text())
+    for model, seeds in saved["results"].items():  # the same weights: the same answers
+        assert [r["accuracy"] for r in after["results"][model]] == [r["accuracy"] for r in seeds]
     other = [c if c != "trainer.max_steps=4" else "trainer.max_steps=6" for c in command]
     refused = subprocess.run(other, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert refused.returncode != 0 and "holds a run of other overrides" in refused.stderr
