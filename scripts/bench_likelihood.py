@@ -70,7 +70,7 @@ def main() -> None:
     lines = [
         "# MDM ELBO vs AR perplexity (scripts/bench_likelihood.py)",
         "",
-        f"`python scripts/bench_likelihood.py {' '.join(args.overrides)} --seeds "
+        f"`{' '.join(['python scripts/bench_likelihood.py', *args.overrides, '--seeds'])} "
         f"{' '.join(map(str, args.seeds))}`. Host: {host}. Same network, data split, batches and "
         "steps; the MDM's figure is its ELBO bound (4 MC draws per block), the AR's is exact. "
         "Mean +- sd (min-max) over the seeds; ratios per seed. Exact values vary by machine.",
