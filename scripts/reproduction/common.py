@@ -15,16 +15,9 @@ from typing import Any
 from runs import REPO, finished, train_logged, train_seconds
 
 RESULTS = REPO / "scripts" / "results"
-
-
 AR = ["model=ar_tiny"]  # the one override between the two models: same network, causal
-
-
 MODELS = {"MDM": [], "AR": AR}
-
-
 VERDICTS = ("holds", "does not hold", "inconclusive", "not yet measured")
-
 
 # Budgets. "steps" per kind of run; "seeds" per kind (every model of a kind gets each seed).
 PLANS: dict[str, dict[str, dict[str, int]]] = {
