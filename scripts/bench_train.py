@@ -6,7 +6,7 @@ For each size and backbone (the native LLaDA-style transformer, and DistilBERT a
 parameter count) it trains the same DiffusionLM objective two ways in a fresh process each:
 through `lightning.Trainer.fit` (the framework path) and through a bare PyTorch loop doing the same
 math (noise, masked-only output projection, weighted CE, backward, clip, AdamW). It reports
-training tokens/s (median of repeats), peak RSS, and achieved FLOP/s as a fraction of the measured
+training tokens/s (median and min-max of repeats), peak RSS, and achieved FLOP/s as a fraction of the measured
 fp32 matmul peak of this machine (MFU). Model FLOPs: 6 x (matmul parameters) per token for the
 body, 12 x layers x seq x dim per token for attention, 6 x dim x vocab per *scored* (masked) token
 for the output projection (the projection runs only there; DistilBERT's runs everywhere and is
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import resource
 import statistics
 import subprocess
@@ -180,6 +179,9 @@ def main() -> None:
     if args.one:
         print(json.dumps(one(*args.one, args.steps, args.warmup)))
         return
+    from llada.machine import summary
+
+    print(f"machine: {summary()}", flush=True)
     peak = matmul_peak()
     print(f"fp32 matmul peak: {peak / 1e9:.1f} GFLOP/s ({torch.get_num_threads()} threads)")
     rows = []
@@ -195,6 +197,7 @@ def main() -> None:
                 row = dict(runs[0])
                 for key in ("tokens_per_s", "flops_per_s", "peak_rss_mb", "warmup_s"):
                     row[key] = statistics.median(r[key] for r in runs)
+                row["tokens_per_s_repeats"] = [r["tokens_per_s"] for r in runs]
                 row["mfu"] = row["flops_per_s"] / peak
                 rows.append(row)
                 print(
@@ -208,30 +211,30 @@ def main() -> None:
 
 def write_results(stem: Path, rows: list[dict[str, Any]], peak: float, args: Any) -> None:
     """Markdown table (each path's tokens/s vs the bare loop's), plus the raw JSON."""
+    from llada.machine import describe, summary
+
     stem.parent.mkdir(parents=True, exist_ok=True)
-    machine = {
-        "cpu": platform.processor() or platform.machine(),
-        "threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "matmul_peak_gflops": round(peak / 1e9, 1),
-    }
+    machine = {**describe(), "matmul_peak_gflops": round(peak / 1e9, 1)}
     lines = [
         "# Training throughput (scripts/bench_train.py)",
         "",
-        f"Machine: {machine}. Batch {BATCH} x seq {SEQ}, vocab {VOCAB}, fp32, "
-        f"{args.steps} timed steps after {args.warmup} warm-up, median of {args.repeats}.",
+        f"Machine: {summary()}; fp32 matmul peak {machine['matmul_peak_gflops']} GFLOP/s. "
+        f"Batch {BATCH} x seq {SEQ}, vocab {VOCAB}, fp32, {args.steps} timed steps after "
+        f"{args.warmup} warm-up; median (min-max) of {args.repeats} processes.",
         "",
-        "| size | backbone | params (M) | path | tokens/s | GFLOP/s | MFU | peak RSS MB "
-        "| warm-up s | vs bare |",
+        "| size | backbone | params (M) | path | tokens/s (min-max) | GFLOP/s | MFU "
+        "| peak RSS MB | warm-up s | vs bare |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     bare = {(r["size"], r["backbone"]): r["tokens_per_s"] for r in rows if r["path"] == "bare"}
     for r in rows:
         reference = bare.get((r["size"], r["backbone"]))
         ratio = f"{r['tokens_per_s'] / reference:.3f}" if reference and r["path"] != "bare" else ""
+        repeats = r["tokens_per_s_repeats"]
         lines.append(
             f"| {r['size']} | {r['backbone']} | {r['params_m']} | {r['path']} | "
-            f"{r['tokens_per_s']:.0f} | {r['flops_per_s'] / 1e9:.1f} | {r['mfu']:.2f} | "
+            f"{r['tokens_per_s']:.0f} ({min(repeats):.0f}-{max(repeats):.0f}) | "
+            f"{r['flops_per_s'] / 1e9:.1f} | {r['mfu']:.2f} | "
             f"{r['peak_rss_mb']:.0f} | {r['warmup_s']:.1f} | {ratio} |"
         )
     stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
