@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from runs import REPO, ensure_trained
+from runs import REPO, ensure_trained, spread
 
 SEARCH = "[[0.0,1.0],[0.3,0.8],[0.45,0.95],[0.15,0.9]]"
 SETTINGS: dict[str, list[str]] = {
@@ -73,12 +73,6 @@ def train(setting: str, seed: int, run_dir: Path, steps: int, overrides: list[st
         f"trainer.max_steps={steps}", f"trainer.val_check_interval={steps // 4}",
         "callbacks.samples.prompts=[]", *overrides,
     ])  # fmt: skip
-
-
-def spread(values: list[float]) -> str:
-    if len(values) < 2:
-        return f"{values[0]:.1f}"
-    return f"{statistics.fmean(values):.1f} +- {statistics.stdev(values):.1f}"
 
 
 def main() -> None:

@@ -16,14 +16,13 @@ import argparse
 import csv
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
+from runs import REPO, spread
 
 
 def validations(run_dir: Path) -> dict[int, float]:
@@ -47,16 +46,6 @@ def run_one(run_dir: Path, seed: int, overrides: list[str]) -> dict[str, Any]:
     print(f"  {seconds:.0f} s, val ppl {validations(run_dir)}", flush=True)
     (run_dir / "bench_main_job.json").write_text(json.dumps(record))
     return record
-
-
-def spread(values: list[float], digits: int = 1) -> str:
-    """'mean +- sd (min-max)'."""
-    if len(values) < 2:
-        return f"{values[0]:.{digits}f}"
-    return (
-        f"{statistics.fmean(values):.{digits}f} +- {statistics.stdev(values):.{digits}f} "
-        f"({min(values):.{digits}f}-{max(values):.{digits}f})"
-    )
 
 
 def main() -> None:
