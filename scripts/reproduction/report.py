@@ -85,6 +85,27 @@ def reused(report: dict[str, Any]) -> float:
     return total
 
 
+def full_time(report: dict[str, Any], modes: list[str]) -> str:
+    """What the full plan costs: measured when every row ran it, else estimated from the
+    quick rows' seconds per training step."""
+    if modes == ["full"]:
+        trained = sum(
+            run["seconds"] for row in report["rows"].values() for run in row.get("runs", [])
+        )
+        return (
+            f"The full plan's runs took {trained / 60:.0f} min of training in all on this host "
+            f"(the sum of their wall times), {(reused(report) + report['seconds']) / 60:.0f} min "
+            "with the rows' decoding and judging."
+        )
+    if not report.get("full_estimate"):
+        return ""
+    return (
+        f"The full run (`python scripts/reproduce.py`) is estimated at "
+        f"{report['full_estimate'] / 60:.0f} min on this host from the measured seconds per "
+        "training step (not run end to end)."
+    )
+
+
 def markdown(report: dict[str, Any]) -> str:
     machine = report["machine"]
     isa = "/".join(machine.get("isa", [])) or "unknown ISA"
@@ -110,13 +131,7 @@ def markdown(report: dict[str, Any]) -> str:
             else ""
         )
         + ". "
-        + (
-            f"The full run (`python scripts/reproduce.py`) is estimated at "
-            f"{report['full_estimate'] / 60:.0f} min on this host from the measured seconds per "
-            "training step (not run end to end)."
-            if report.get("full_estimate")
-            else ""
-        ),
+        + full_time(report, modes),
         "",
         "Verdicts: *holds* (the published shape is seen here, beyond the seed spread), *does "
         "not hold* (the opposite is seen), *inconclusive* (within noise or margin), *not yet "
