@@ -84,7 +84,7 @@ def test_rows_judge_and_write(reproduce: SimpleNamespace, tmp_path: Path) -> Non
     verdicts = {c["claim"].split(":")[0]: c["verdict"] for r in rows.values() for c in r["claims"]}
     assert verdicts["Sudoku"] == "holds" and verdicts["Countdown"] == "inconclusive"
     assert verdicts["Reversal"] == "holds"
-    report = {"command": "python scripts/reproduce.py --quick", "seconds": 2.0,
+    report = {"command": "python scripts/reproduce.py --quick", "seconds": 2.0, "full_estimate": 180.0,
               "machine": {"cpu": "Test CPU", "isa": ["avx2"], "threads": 2}, "rows": rows}  # fmt: skip
     md = reproduce.write_report(report, tmp_path).read_text()
     assert "Test CPU (avx2" in md and "vary by machine" in md and "**quick**" in md
@@ -93,6 +93,11 @@ def test_rows_judge_and_write(reproduce: SimpleNamespace, tmp_path: Path) -> Non
         assert png.read_bytes()[:4] == b"\x89PNG"
         assert f"]({png.name})" in md
     assert json.loads((tmp_path / "reproduce.json").read_text())["rows"].keys() == rows.keys()
+    assert "is estimated at 3 min" in md  # quick rows: the full plan from seconds per step
+    for row in rows.values():
+        row["mode"] = "full"
+    md = reproduce.write_report(report, tmp_path).read_text()
+    assert "The full plan's runs took 1 min of training" in md and "estimated" not in md
 
 
 def test_benchmarks_row_reads_jsons_or_says_not_measured(
