@@ -7,10 +7,11 @@ parameter count) it trains the same DiffusionLM objective two ways in a fresh pr
 through `lightning.Trainer.fit` (the framework path) and through a bare PyTorch loop doing the same
 math (noise, masked-only output projection, weighted CE, backward, clip, AdamW). It reports
 training tokens/s (median and min-max of repeats), peak RSS, and achieved FLOP/s as a fraction
-of the measured fp32 matmul peak of this machine (MFU). Model FLOPs: 6 x (matmul parameters) per token for the
-body, 12 x layers x seq x dim per token for attention, 6 x dim x vocab per *scored* (masked) token
-for the output projection (the projection runs only there; DistilBERT's runs everywhere and is
-counted everywhere, with its masked-LM head transform). Results: bench_train.{md,json}.
+of the measured fp32 matmul peak of this machine (MFU). Model FLOPs: 6 x (matmul parameters) per
+token for the body, 12 x layers x seq x dim per token for attention, 6 x dim x vocab per *scored*
+(masked) token for the output projection (the projection runs only there; DistilBERT's runs
+everywhere and is counted everywhere, with its masked-LM head transform). Results:
+bench_train.{md,json}.
 """
 
 from __future__ import annotations
