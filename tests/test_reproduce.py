@@ -98,6 +98,10 @@ def test_rows_judge_and_write(reproduce: SimpleNamespace, tmp_path: Path) -> Non
         row["mode"] = "full"
     md = reproduce.write_report(report, tmp_path).read_text()
     assert "The full plan's runs took 1 min of training" in md and "estimated" not in md
+    assert "done before and reused" in md  # runs that do not say: training beyond the row's time
+    for row in rows.values():
+        row["runs"][0]["reused"] = False  # runs that say they were trained by the row itself
+    assert "reused" not in reproduce.write_report(report, tmp_path).read_text()
 
 
 def test_benchmarks_row_reads_jsons_or_says_not_measured(

@@ -68,11 +68,13 @@ def train(ctx: Context, kind: str, model: str, seed: int, overrides: list[str]) 
     steps, every = ctx.plan["steps"][kind], ctx.plan["val_every"][kind]
     run_dir = ctx.runs / kind / f"{model.lower()}_{steps}steps_seed{seed}"  # reused only as such
     budget = [f"trainer.max_steps={steps}", f"trainer.val_check_interval={every}", f"seed={seed}"]
-    with progress(ctx, f"training {model} {kind} seed {seed} ({steps} steps)"):
-        if not finished(run_dir):
+    reused = finished(run_dir)
+    what = "reusing" if reused else "training"
+    with progress(ctx, f"{what} {model} {kind} seed {seed} ({steps} steps)"):
+        if not reused:
             train_logged(run_dir, [*overrides, *MODELS[model], *budget])
     ctx.records.append({"kind": kind, "model": model, "seed": seed, "steps": steps,
-                        "seconds": train_seconds(run_dir)})  # fmt: skip
+                        "seconds": train_seconds(run_dir), "reused": reused})  # fmt: skip
     return run_dir
 
 

@@ -48,11 +48,11 @@ def row_section(name: str, row: dict[str, Any]) -> list[str]:
     """A row's own section: mode, time, each claim's verdict and why, its plot."""
     lines = [f"## {name}: {row['title']}", ""]
     how = f"Mode **{row['mode']}**" if row.get("runs") else "No training (read from JSONs)"
-    trained = sum(run["seconds"] for run in row.get("runs", []))
+    earlier = reused_seconds(row)
     lines.append(
         f"{how}, measured {row['when']} in {row['seconds']:.0f} s"
-        + (f" (its runs' {trained / 60:.0f} min of training were done before and reused)"
-           if trained > row["seconds"] else "")
+        + (f" ({earlier / 60:.0f} min of its runs' training were done before and reused)"
+           if earlier else "")
         + (f" (the full plan: about {row['full_estimate'] / 60:.0f} min, estimated)" if
            row.get("full_estimate") and row["mode"] != "full" else "")
         + "."
@@ -76,13 +76,18 @@ def plan_text(plans: dict[str, dict[str, dict[str, int]]], mode: str) -> str:
     return f"{mode}: {runs}"
 
 
+def reused_seconds(row: dict[str, Any]) -> float:
+    """Seconds of a row's training done before it was measured (the runs it found finished)."""
+    runs = row.get("runs", [])
+    if all("reused" in run for run in runs):
+        return sum(run["seconds"] for run in runs if run["reused"])
+    # reports written before runs said so: whatever training exceeds the row's own time
+    return max(sum(run["seconds"] for run in runs) - row["seconds"], 0.0)
+
+
 def reused(report: dict[str, Any]) -> float:
     """Seconds of training that rows reused from runs finished before they were measured."""
-    total = 0.0
-    for row in report["rows"].values():
-        trained = sum(run["seconds"] for run in row.get("runs", []))
-        total += max(trained - row["seconds"], 0.0)
-    return total
+    return sum(reused_seconds(row) for row in report["rows"].values())
 
 
 def full_time(report: dict[str, Any], modes: list[str]) -> str:
@@ -94,8 +99,7 @@ def full_time(report: dict[str, Any], modes: list[str]) -> str:
         )
         return (
             f"The full plan's runs took {trained / 60:.0f} min of training in all on this host "
-            f"(the sum of their wall times), {(reused(report) + report['seconds']) / 60:.0f} min "
-            "with the rows' decoding and judging."
+            "(the sum of their wall times, measured)."
         )
     if not report.get("full_estimate"):
         return ""
