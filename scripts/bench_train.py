@@ -39,17 +39,21 @@ SCORED_SHARE = 0.5  # E[masked share] under t ~ U(0, 1) with linear masking
 PATHS = ("lightning", "bare")  # also "compiled": Lightning with module.compile_backbone=true
 
 
-def matmul_peak(n: int = 2048, repeats: int = 10) -> float:
-    """Best fp32 matmul FLOP/s of an n x n x n product on this machine (all torch threads)."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    for _ in range(3):
-        a @ b
-    best = float("inf")
-    for _ in range(repeats):
-        started = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - started)
-    return 2 * n**3 / best
+def matmul_peak(sizes: tuple[int, ...] = (1024, 2048, 3072), repeats: int = 10) -> float:
+    """Best fp32 matmul FLOP/s of n x n x n products on this machine (all torch threads), over
+    a few sizes: which size is fastest differs between CPUs (cache sizes, AVX2 vs AVX-512)."""
+    peak = 0.0
+    for n in sizes:
+        a, b = torch.randn(n, n), torch.randn(n, n)
+        for _ in range(3):
+            a @ b
+        best = float("inf")
+        for _ in range(repeats):
+            started = time.perf_counter()
+            a @ b
+            best = min(best, time.perf_counter() - started)
+        peak = max(peak, 2 * n**3 / best)
+    return peak
 
 
 def build_model(backbone: str, size: dict[str, int]) -> Any:
@@ -185,28 +189,35 @@ def main() -> None:
     print(f"machine: {summary()}", flush=True)
     peak = matmul_peak()
     print(f"fp32 matmul peak: {peak / 1e9:.1f} GFLOP/s ({torch.get_num_threads()} threads)")
+    settings = [
+        (size, backbone, path)
+        for size in args.sizes.split(",")
+        for backbone in args.backbones.split(",")
+        for path in args.paths.split(",")
+    ]
+    runs: dict[tuple[str, str, str], list[dict[str, Any]]] = {setting: [] for setting in settings}
+    for repeat in range(args.repeats):  # settings interleaved: a drift of the host hits them all
+        for size, backbone, path in settings:
+            command = [sys.executable, __file__, "--one", backbone, size, path]
+            command += ["--steps", str(args.steps), "--warmup", str(args.warmup)]
+            done = subprocess.run(command, capture_output=True, text=True, check=True)
+            runs[size, backbone, path].append(json.loads(done.stdout.strip().splitlines()[-1]))
+            print(f"repeat {repeat + 1}/{args.repeats}: {size} {backbone} {path} "
+                  f"{runs[size, backbone, path][-1]['tokens_per_s']:.0f} tok/s", flush=True)  # fmt: skip
     rows = []
-    for size in args.sizes.split(","):
-        for backbone in args.backbones.split(","):
-            for path in args.paths.split(","):
-                runs = []
-                for _ in range(args.repeats):
-                    command = [sys.executable, __file__, "--one", backbone, size, path]
-                    command += ["--steps", str(args.steps), "--warmup", str(args.warmup)]
-                    done = subprocess.run(command, capture_output=True, text=True, check=True)
-                    runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
-                row = dict(runs[0])
-                for key in ("tokens_per_s", "flops_per_s", "peak_rss_mb", "warmup_s"):
-                    row[key] = statistics.median(r[key] for r in runs)
-                row["tokens_per_s_repeats"] = [r["tokens_per_s"] for r in runs]
-                row["mfu"] = row["flops_per_s"] / peak
-                rows.append(row)
-                print(
-                    f"{size:5s} {backbone:10s} {path:9s} {row['params_m']:6.2f}M "
-                    f"{row['tokens_per_s']:8.0f} tok/s  {row['flops_per_s'] / 1e9:6.1f} GFLOP/s "
-                    f"MFU {row['mfu']:.2f}  RSS {row['peak_rss_mb']:.0f} MB",
-                    flush=True,
-                )
+    for setting in settings:
+        row = dict(runs[setting][0])
+        for key in ("tokens_per_s", "flops_per_s", "peak_rss_mb", "warmup_s"):
+            row[key] = statistics.median(r[key] for r in runs[setting])
+        row["tokens_per_s_repeats"] = [r["tokens_per_s"] for r in runs[setting]]
+        row["mfu"] = row["flops_per_s"] / peak
+        rows.append(row)
+        print(
+            f"{row['size']:5s} {row['backbone']:10s} {row['path']:9s} {row['params_m']:6.2f}M "
+            f"{row['tokens_per_s']:8.0f} tok/s  {row['flops_per_s'] / 1e9:6.1f} GFLOP/s "
+            f"MFU {row['mfu']:.2f}  RSS {row['peak_rss_mb']:.0f} MB",
+            flush=True,
+        )
     write_results(args.out / args.name, rows, peak, args)
 
 
@@ -221,7 +232,8 @@ def write_results(stem: Path, rows: list[dict[str, Any]], peak: float, args: Any
         "",
         f"Machine: {summary()}; fp32 matmul peak {machine['matmul_peak_gflops']} GFLOP/s. "
         f"Batch {BATCH} x seq {SEQ}, vocab {VOCAB}, fp32, {args.steps} timed steps after "
-        f"{args.warmup} warm-up; median (min-max) of {args.repeats} processes.",
+        f"{args.warmup} warm-up; median (min-max) of {args.repeats} processes per setting, the "
+        "settings interleaved.",
         "",
         "| size | backbone | params (M) | path | tokens/s (min-max) | GFLOP/s | MFU "
         "| peak RSS MB | warm-up s | vs bare |",
