@@ -60,7 +60,8 @@ def train_one(runs: Path, task: str, model: str, seed: int, extra: list[str]) ->
 
 def accuracy_table(task: str, results: dict[str, list[dict[str, Any]]]) -> str:
     """Markdown: every query kind for both models (mean +- sd over seeds), then the headline."""
-    kinds = list(next(iter(results.values()))[0]["accuracy"])
+    first = next(iter(results.values()))[0]  # every run reports the same keys
+    kinds = list(first["accuracy"])
 
     def cell(model: str, kind: str, metric: str = "accuracy") -> str:
         return spread([r[metric][kind] for r in results[model]], digits=3)
@@ -72,7 +73,7 @@ def accuracy_table(task: str, results: dict[str, list[dict[str, Any]]]) -> str:
     for model, seeds in results.items():
         seconds = statistics.median(r["seconds"] for r in seeds)
         lines.append(f"| {model} | {' | '.join(cell(model, k) for k in kinds)} | {seconds:.0f} |")
-    if "token_accuracy" in next(iter(results.values()))[0]:  # spans: the share of tokens right
+    if "token_accuracy" in first:  # spans: the share of tokens right
         lines += ["", f"| token accuracy | {' | '.join(kinds)} |", f"|---|{'---|' * len(kinds)}"]
         for model in results:
             cells = " | ".join(cell(model, k, "token_accuracy") for k in kinds)

@@ -201,9 +201,10 @@ def main() -> None:
             command = [sys.executable, __file__, "--one", backbone, size, path]
             command += ["--steps", str(args.steps), "--warmup", str(args.warmup)]
             done = subprocess.run(command, capture_output=True, text=True, check=True)
-            runs[size, backbone, path].append(json.loads(done.stdout.strip().splitlines()[-1]))
+            result = json.loads(done.stdout.strip().splitlines()[-1])
+            runs[size, backbone, path].append(result)
             print(f"repeat {repeat + 1}/{args.repeats}: {size} {backbone} {path} "
-                  f"{runs[size, backbone, path][-1]['tokens_per_s']:.0f} tok/s", flush=True)  # fmt: skip
+                  f"{result['tokens_per_s']:.0f} tok/s", flush=True)  # fmt: skip
     rows = []
     for setting in settings:
         row = dict(runs[setting][0])
